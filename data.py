@@ -1,0 +1,244 @@
+"""GSM8K for GRPO: chat prompts plus gold answers, with offline fallbacks.
+
+`load_gsm8k` tries the Hugging Face hub, then ModelScope (often the faster choice in
+China), then a local copy of the JSONL files, then a 300-row excerpt shipped in
+assets/. Unreachable hosts are skipped after a quick probe, so an offline machine
+gets the excerpt in well under a second instead of waiting on network retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import datasets
+
+import netcheck
+
+SYSTEM_PROMPT = (
+    "Respond in the following format:\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>"
+)
+
+SPLITS = ("train", "test")
+DATA_SOURCES = ("hub", "modelscope", "local", "embedded")
+SOURCE_ENV_VAR = "GRPO_DATA_SOURCE"
+LOCAL_DIR_ENV_VAR = "GSM8K_DIR"
+HUB_DATASET = "openai/gsm8k"
+MODELSCOPE_DATASET = "modelscope/gsm8k"
+REPO_DIR = Path(__file__).resolve().parent
+EMBEDDED_DIR = REPO_DIR / "assets" / "gsm8k_excerpt"
+
+OFFLINE_HINT = (
+    f"To work offline, set {SOURCE_ENV_VAR}=embedded (or pass source='embedded') to use the "
+    "300-row excerpt in assets/gsm8k_excerpt, or set "
+    f"{LOCAL_DIR_ENV_VAR} to a folder holding GSM8K's train.jsonl and test.jsonl "
+    "(or pass source='local', path=...)."
+)
+MAX_REPORTED_PROBLEMS = 20
+
+
+def extract_hash_answer(text: object) -> str | None:
+    """The gold answer after GSM8K's '####' marker, without thousands separators."""
+    if not isinstance(text, str) or "####" not in text:
+        return None
+    answer = text.split("####")[-1].strip().replace(",", "")
+    return answer or None
+
+
+def build_prompt(question: str) -> list[dict]:
+    """A chat prompt: the format instructions, then the question. No few-shot examples:
+    every generation in a GRPO group repeats the prompt, and the pinned TRL never trims it."""
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": question},
+    ]
+
+
+def _parse_record(line: str) -> dict:
+    """One JSONL line as a GSM8K record; ValueError saying what is wrong otherwise."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg})") from error
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    for key in ("question", "answer"):
+        if not isinstance(record.get(key), str):
+            raise ValueError(f"missing a string '{key}'")
+    return record
+
+
+def _report_skipped_lines(path: Path, problems: list[tuple[int, str]]) -> None:
+    details = [f"line {number}: {reason}" for number, reason in problems[:MAX_REPORTED_PROBLEMS]]
+    if len(problems) > MAX_REPORTED_PROBLEMS:
+        details.append(f"... and {len(problems) - MAX_REPORTED_PROBLEMS} more")
+    warnings.warn(f"Skipped malformed lines in {path}:\n  " + "\n  ".join(details), stacklevel=3)
+    numbers = ", ".join(str(number) for number, _ in problems[:MAX_REPORTED_PROBLEMS])
+    more = ", ..." if len(problems) > MAX_REPORTED_PROBLEMS else ""
+    print(f"Skipped {len(problems)} malformed line(s) in {path} (lines {numbers}{more}).")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """GSM8K records from a JSON Lines file. Bad lines are reported and skipped, so one
+    damaged line in a hand-made file does not cost the whole data set."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GSM8K file not found: {path}")
+    records: list[dict] = []
+    problems: list[tuple[int, str]] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(_parse_record(line))
+            except ValueError as error:
+                problems.append((number, str(error)))
+    if problems:
+        _report_skipped_lines(path, problems)
+    return records
+
+
+def _records_from_hub(split: str) -> tuple[list[dict], str]:
+    # With HF_HUB_OFFLINE=1 set before `datasets` was imported, load_dataset answers from
+    # its cache without touching the network, so a copy downloaded earlier still works.
+    if not datasets.config.HF_HUB_OFFLINE and not netcheck.hub_reachable():
+        if netcheck.is_offline_mode():
+            raise ConnectionError("offline mode is on (HF_HUB_OFFLINE or a similar variable)")
+        raise ConnectionError(f"{netcheck.hub_endpoint()} is unreachable")
+    dataset = datasets.load_dataset(HUB_DATASET, "main", split=split)
+    return dataset.to_list(), f"the Hugging Face hub ({HUB_DATASET} via {netcheck.hub_endpoint()})"
+
+
+def _records_from_modelscope(split: str) -> tuple[list[dict], str]:
+    if not netcheck.modelscope_reachable():
+        raise ConnectionError(f"{netcheck.modelscope_endpoint()} is unreachable")
+    try:  # heavy and optional: import only when used
+        from modelscope.msdatasets import MsDataset
+    except ImportError as error:
+        hint = "MsDataset needs: pip install 'modelscope[datasets]'"
+        raise ImportError(f"{error} ({hint})") from error
+    dataset = MsDataset.load(MODELSCOPE_DATASET, subset_name="main", split=split)
+    return dataset.to_hf_dataset().to_list(), f"ModelScope ({MODELSCOPE_DATASET})"
+
+
+def _local_file(split: str, path: str | Path | None) -> Path:
+    """`path` (a folder with <split>.jsonl, or the file itself), else the GSM8K_DIR folder."""
+    location = path or os.environ.get(LOCAL_DIR_ENV_VAR, "").strip()
+    if not location:
+        raise FileNotFoundError(f"no path given and {LOCAL_DIR_ENV_VAR} is not set")
+    location = Path(location).expanduser()
+    return location / f"{split}.jsonl" if location.is_dir() else location
+
+
+def _records_from_local(split: str, path: str | Path | None) -> tuple[list[dict], str]:
+    file = _local_file(split, path)
+    return read_jsonl(file), f"the local file {file}"
+
+
+def _records_from_embedded(split: str) -> tuple[list[dict], str]:
+    file = EMBEDDED_DIR / f"{split}.jsonl"
+    return read_jsonl(file), f"the embedded excerpt ({file.relative_to(REPO_DIR).as_posix()})"
+
+
+def _fetch_records(source: str, split: str, path: str | Path | None) -> tuple[list[dict], str]:
+    """Raw GSM8K records and a description of where they came from."""
+    if source == "hub":
+        return _records_from_hub(split)
+    if source == "modelscope":
+        return _records_from_modelscope(split)
+    if source == "local":
+        return _records_from_local(split, path)
+    return _records_from_embedded(split)
+
+
+def _training_row(record: dict) -> dict | None:
+    """The columns the notebooks use, or None when the record has no usable gold answer."""
+    question, solution = record.get("question"), record.get("answer")
+    gold = extract_hash_answer(solution)
+    if not isinstance(question, str) or gold is None:
+        return None
+    return {
+        "question": question,
+        "answer": gold,
+        "solution": solution,
+        "prompt": build_prompt(question),
+    }
+
+
+def _load_rows(source: str, split: str, path: str | Path | None) -> tuple[list[dict], str]:
+    records, origin = _fetch_records(source, split, path)
+    rows = [row for row in map(_training_row, records) if row is not None]
+    if not rows:
+        raise ValueError(f"no usable rows in {origin}")
+    skipped = len(records) - len(rows)
+    if skipped:
+        print(f"GSM8K {split}: skipped {skipped} row(s) without a '#### <answer>' line.")
+    return rows, origin
+
+
+def _short_reason(error: Exception) -> str:
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line[:200]}"
+
+
+def _load_named_source(source: str, split: str, path: str | Path | None) -> tuple[list[dict], str]:
+    try:
+        return _load_rows(source, split, path)
+    except Exception as error:  # whatever went wrong, say so together with the way out
+        raise RuntimeError(
+            f"Could not load GSM8K {split} from source '{source}': {_short_reason(error)}.\n"
+            + OFFLINE_HINT
+        ) from error
+
+
+def _load_first_available(split: str, path: str | Path | None) -> tuple[list[dict], str]:
+    """Try each source in DATA_SOURCES order; report the failures once, at the end."""
+    failures: list[str] = []
+    for source in DATA_SOURCES:
+        try:
+            rows, origin = _load_rows(source, split, path)
+        except Exception as error:  # a failing source is never fatal while others remain
+            failures.append(f"{source} ({_short_reason(error)})")
+            continue
+        if failures:
+            print(f"GSM8K: could not use {'; '.join(failures)}. Using {source} instead.")
+        return rows, origin
+    raise RuntimeError(f"Could not load GSM8K {split} from any source: {'; '.join(failures)}")
+
+
+def _chosen_source(source: str | None, path: str | Path | None) -> str | None:
+    """The argument wins, then a given path (meaning local), then GRPO_DATA_SOURCE."""
+    chosen = source or ("local" if path is not None else None)
+    chosen = (chosen or os.environ.get(SOURCE_ENV_VAR, "").strip().lower()) or None
+    if chosen is not None and chosen not in DATA_SOURCES:
+        raise ValueError(f"Unknown GSM8K source {chosen!r}; choose one of {DATA_SOURCES}")
+    return chosen
+
+
+def load_gsm8k(
+    split: str = "train",
+    limit: int | None = None,
+    source: str | None = None,
+    path: str | Path | None = None,
+) -> datasets.Dataset:
+    """GSM8K as a Dataset with columns question, answer (gold), solution and prompt.
+
+    With no source named (argument or GRPO_DATA_SOURCE) it uses the first of DATA_SOURCES
+    that works. `limit` keeps the first N rows, so runs are repeatable.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of rows or None, got {limit}")
+    chosen = _chosen_source(source, path)
+    if chosen is None:
+        rows, origin = _load_first_available(split, path)
+    else:
+        rows, origin = _load_named_source(chosen, split, path)
+    kept = rows[:limit] if limit is not None else rows
+    count = f"the first {len(kept)} of {len(rows)}" if len(kept) < len(rows) else len(kept)
+    print(f"GSM8K {split}: {count} rows from {origin}")
+    return datasets.Dataset.from_list(kept)

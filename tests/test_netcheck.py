@@ -1,0 +1,134 @@
+"""Tests for netcheck.py: offline flags, the TCP probe and which endpoints get probed."""
+
+import socket
+import time
+
+import pytest
+
+import netcheck
+
+PROXY_ENV_VARS = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def clean_network_env(monkeypatch):
+    """Every test starts online, without proxies or mirrors, and with an empty probe cache."""
+    for name in (*netcheck.OFFLINE_ENV_VARS, *PROXY_ENV_VARS):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("HF_ENDPOINT", "MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN"):
+        monkeypatch.delenv(name, raising=False)
+    netcheck.host_reachable.cache_clear()
+
+
+@pytest.fixture
+def probed_hosts(monkeypatch):
+    """Replace the TCP probe with a recorder that says every host is reachable."""
+    calls = []
+
+    def record(host, port=443, timeout=2.0):
+        calls.append((host, port))
+        return True
+
+    monkeypatch.setattr(netcheck, "host_reachable", record)
+    return calls
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "Yes", "on", " 1 "])
+@pytest.mark.parametrize("name", netcheck.OFFLINE_ENV_VARS)
+def test_truthy_offline_variables_mean_offline(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    assert netcheck.is_offline_mode()
+
+
+@pytest.mark.parametrize("value", ["", "0", "false", "no", "off", "maybe"])
+def test_other_values_do_not_mean_offline(monkeypatch, value):
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert not netcheck.is_offline_mode()
+
+
+def test_no_offline_variables_means_online():
+    assert not netcheck.is_offline_mode()
+
+
+def test_listening_localhost_socket_is_reachable():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert netcheck.host_reachable("127.0.0.1", port)
+
+
+def test_closed_port_is_unreachable_and_answers_quickly():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    start = time.perf_counter()
+    assert not netcheck.host_reachable("127.0.0.1", port, timeout=1.0)
+    assert time.perf_counter() - start < 1.5
+
+
+@pytest.mark.parametrize("host, port", [("no-such-host.invalid", 443), ("127.0.0.1", 70000)])
+def test_bad_hosts_and_ports_give_false_instead_of_raising(host, port):
+    assert not netcheck.host_reachable(host, port, timeout=1.0)
+
+
+def test_probe_results_are_cached():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert netcheck.host_reachable("127.0.0.1", port)
+    # The server is closed now, but the cached answer stands until cache_clear().
+    assert netcheck.host_reachable("127.0.0.1", port)
+    netcheck.host_reachable.cache_clear()
+    assert not netcheck.host_reachable("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(
+    "endpoint, expected",
+    [
+        ("https://hf-mirror.com", ("hf-mirror.com", 443)),
+        ("hf-mirror.com", ("hf-mirror.com", 443)),
+        ("http://localhost:8080/", ("localhost", 8080)),
+        ("http://proxy.example", ("proxy.example", 80)),
+    ],
+)
+def test_split_endpoint(endpoint, expected):
+    assert netcheck.split_endpoint(endpoint) == expected
+
+
+def test_hub_probe_defaults_to_huggingface(probed_hosts):
+    assert netcheck.hub_reachable()
+    assert probed_hosts == [("huggingface.co", 443)]
+
+
+def test_hub_probe_follows_hf_endpoint(monkeypatch, probed_hosts):
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")
+    assert netcheck.hub_reachable()
+    assert probed_hosts == [("hf-mirror.com", 443)]
+
+
+def test_hub_is_unreachable_in_offline_mode_without_probing(monkeypatch, probed_hosts):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not netcheck.hub_reachable()
+    assert probed_hosts == []
+
+
+def test_modelscope_probe_defaults_and_follows_modelscope_domain(monkeypatch, probed_hosts):
+    assert netcheck.modelscope_reachable()
+    monkeypatch.setenv("MODELSCOPE_DOMAIN", "modelscope.example.cn")
+    assert netcheck.modelscope_reachable()
+    assert probed_hosts == [("www.modelscope.cn", 443), ("modelscope.example.cn", 443)]
+
+
+def test_modelscope_ignores_hugging_face_offline_flags(monkeypatch, probed_hosts):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert netcheck.modelscope_reachable()
+
+
+def test_with_an_https_proxy_the_proxy_is_probed(monkeypatch, probed_hosts):
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert netcheck.hub_reachable()
+    assert probed_hosts == [("proxy.example", 3128)]
+
+
+def test_malformed_endpoint_is_unreachable(monkeypatch, probed_hosts):
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com:notaport")
+    assert not netcheck.hub_reachable()
+    assert probed_hosts == []
