@@ -1,0 +1,73 @@
+"""A synthetic arithmetic word-problem task in the tutorial's exact format.
+
+The embedded tiny model cannot learn GSM8K on a CPU in minutes, but it can learn one- and
+two-step problems with small integers ("Tom has 3 apples. He buys 5 more. ..."). The
+problems use the same system prompt, chat messages and `<reasoning>`/`<answer>` format as
+the GSM8K pipeline, so the rewards, trainer and evaluation code are exactly the same.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from datasets import Dataset
+
+from data import build_prompt
+
+NAMES = ("Tom", "Mia", "Sam", "Lily", "Ben", "Emma", "Leo", "Zoe")
+ITEMS = ("apples", "books", "coins", "cards", "pens", "shells", "stickers", "marbles")
+
+
+@dataclass(frozen=True)
+class ToyProblem:
+    question: str
+    answer: str
+    reasoning: str  # one "a + b = c" line per step
+
+    def solution(self) -> str:
+        """The completion a careful solver writes: reasoning first, then the answer."""
+        return f"<reasoning>\n{self.reasoning}\n</reasoning>\n<answer>\n{self.answer}\n</answer>"
+
+
+def _step(rng: random.Random, total: int) -> tuple[str, str, int]:
+    """One change to the running total: (clause, reasoning line, new total)."""
+    if total > 1 and rng.random() < 0.5:
+        amount = rng.randint(1, min(9, total - 1))
+        return f"gives away {amount}", f"{total} - {amount} = {total - amount}", total - amount
+    amount = rng.randint(1, 9)
+    return f"gets {amount} more", f"{total} + {amount} = {total + amount}", total + amount
+
+
+def make_problem(rng: random.Random) -> ToyProblem:
+    """A one- or two-step problem whose answer is a small non-negative integer."""
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    start = rng.randint(1, 9)
+    clauses, lines, total = [], [], start
+    for _ in range(rng.choice((1, 2))):
+        clause, line, total = _step(rng, total)
+        clauses.append(clause)
+        lines.append(line)
+    question = (
+        f"{name} has {start} {item}. {name} {' and then '.join(clauses)}. "
+        f"How many {item} does {name} have now?"
+    )
+    return ToyProblem(question=question, answer=str(total), reasoning="\n".join(lines))
+
+
+def make_problems(count: int, seed: int) -> list[ToyProblem]:
+    """`count` problems from a seeded generator: the same seed gives the same problems."""
+    rng = random.Random(seed)
+    return [make_problem(rng) for _ in range(count)]
+
+
+def toy_dataset(count: int, seed: int) -> Dataset:
+    """Problems with the same columns as `data.load_gsm8k`: question, answer, prompt."""
+    problems = make_problems(count, seed)
+    return Dataset.from_dict(
+        {
+            "question": [p.question for p in problems],
+            "answer": [p.answer for p in problems],
+            "prompt": [build_prompt(p.question) for p in problems],
+        }
+    )
