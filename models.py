@@ -198,7 +198,9 @@ def _download(model_id: str) -> Path:
 
 def resolve_model(name: str | None = None) -> Path:
     """The local folder of the model named by `name`, $GRPO_MODEL, or the automatic choice."""
-    name = name or os.environ.get(MODEL_ENV_VAR) or "auto"
+    name = (name or os.environ.get(MODEL_ENV_VAR) or "auto").strip()
+    if name.lower() in ("auto", "real", "tiny"):
+        name = name.lower()
     if name == "tiny":
         return tiny_model_path()
     if name == "auto":
@@ -220,8 +222,13 @@ def choose_device(requested: str | None = None) -> torch.device:
     if requested is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"[models] {requested!r} was requested but no CUDA GPU is visible: using the CPU.")
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(device.type, False):
+        print(f"[models] {requested!r} was requested but is not available here: using the CPU.")
         return torch.device("cpu")
     return device
 

@@ -1,0 +1,133 @@
+"""Greedy, batched evaluation: accuracy and format rates of a model on question/answer rows.
+
+Used by notebooks 03 and 06, `train_grpo.py` and `evaluate.py`, so every number in the
+tutorial is measured the same way: the same prompt, greedy decoding, the same reward
+functions deciding what counts as correct and well-formatted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from rewards import correctness_reward_func, soft_format_reward_func, strict_format_reward_func
+
+
+@dataclass
+class Generation:
+    """One model answer, with its length in tokens (up to and including the stop token)."""
+
+    text: str
+    num_tokens: int
+
+
+@dataclass
+class EvalResult:
+    """Summary metrics plus every row, for tables, plots and the JSONL log."""
+
+    metrics: dict[str, float]
+    rows: list[dict] = field(default_factory=list)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[list[dict]],
+    max_new_tokens: int = 200,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> list[Generation]:
+    """Greedy completions for chat prompts, `batch_size` at a time, left-padded.
+
+    Left padding puts every prompt's last token at the same position, so the new tokens of
+    the whole batch are the columns after the prompt block.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    tokenizer.padding_side = "left"
+    texts = [
+        tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+    stop_ids = set(_as_list(model.generation_config.eos_token_id))
+    results: list[Generation] = []
+    batches = range(0, len(texts), batch_size)
+    for start in tqdm(batches, desc="Generating", unit="batch", disable=not progress):
+        batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True)
+        batch = batch.to(model.device)
+        output = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        for row in new_tokens.tolist():
+            length = _length_until_stop(row, stop_ids)
+            text = tokenizer.decode(row[:length], skip_special_tokens=True)
+            results.append(Generation(text=text, num_tokens=length))
+    return results
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _length_until_stop(token_ids: list[int], stop_ids: set[int]) -> int:
+    """Tokens generated up to and including the first stop token (the rest is padding)."""
+    for position, token in enumerate(token_ids):
+        if token in stop_ids:
+            return position + 1
+    return len(token_ids)
+
+
+def score(completions: list[str], answers: list[str | None]) -> dict[str, list[bool]]:
+    """Per-row verdicts, decided by the same reward functions that GRPO trains with."""
+    return {
+        "correct": [r > 0 for r in correctness_reward_func(None, completions, answer=answers)],
+        "strict_format": [r > 0 for r in strict_format_reward_func(None, completions)],
+        "soft_format": [r > 0 for r in soft_format_reward_func(None, completions)],
+    }
+
+
+def evaluate(
+    model,
+    tokenizer,
+    dataset,
+    max_new_tokens: int = 200,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> EvalResult:
+    """Accuracy, strict/soft format rate and mean completion length on `dataset`.
+
+    `dataset` needs the columns `prompt` (chat messages), `question` and `answer` (gold).
+    """
+    generations = generate(
+        model, tokenizer, list(dataset["prompt"]), max_new_tokens, batch_size, progress
+    )
+    completions = [g.text for g in generations]
+    verdicts = score(completions, list(dataset["answer"]))
+    count = max(len(completions), 1)
+    metrics = {
+        "accuracy": sum(verdicts["correct"]) / count,
+        "strict_format": sum(verdicts["strict_format"]) / count,
+        "soft_format": sum(verdicts["soft_format"]) / count,
+        "mean_tokens": sum(g.num_tokens for g in generations) / count,
+        "num_examples": len(completions),
+    }
+    rows = [
+        {
+            "question": question,
+            "answer": answer,
+            "completion": generation.text,
+            "num_tokens": generation.num_tokens,
+            **{name: verdict[i] for name, verdict in verdicts.items()},
+        }
+        for i, (question, answer, generation) in enumerate(
+            zip(dataset["question"], dataset["answer"], generations, strict=True)
+        )
+    ]
+    return EvalResult(metrics=metrics, rows=rows)

@@ -1,0 +1,196 @@
+"""Tests for evaluation.py: stop handling, scoring and greedy batched generation (tiny model)."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import data
+import evaluation
+import models
+
+MAX_NEW_TOKENS = 12
+METRIC_KEYS = {"accuracy", "strict_format", "soft_format", "mean_tokens", "num_examples"}
+ROW_KEYS = {"question", "answer", "completion", "num_tokens", "correct"}
+ROW_KEYS |= {"strict_format", "soft_format"}
+
+STRICT = "<reasoning>\n6 * 5 = 30\n</reasoning>\n<answer>\n30\n</answer>\n"
+SOFT_ONLY = "<reasoning>6 * 5 = 30</reasoning> <answer>30</answer>"
+NO_TAGS = "The answer is 30."
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    # The tiny model's matrices are so small that thread hand-offs cost more than the maths:
+    # on a busy 2-core machine one thread generates about 10x faster than two.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    yield model, models.load_tokenizer(tiny_model_dir)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return data.load_gsm8k("test", limit=4, source="embedded")
+
+
+def generate(tiny, prompts, **kwargs):
+    model, tokenizer = tiny
+    kwargs.setdefault("max_new_tokens", MAX_NEW_TOKENS)
+    return evaluation.generate(model, tokenizer, prompts, progress=False, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# _length_until_stop and score
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        ([5, 6, 2, 0, 0], 3),  # the stop token counts, the padding after it does not
+        ([5, 0, 2, 2], 2),  # the first stop token wins, whichever it is
+        ([2, 7, 7], 1),
+        ([5, 6, 7], 3),  # no stop token: cut off at max_new_tokens
+        ([], 0),
+    ],
+)
+def test_length_until_stop(ids, expected):
+    assert evaluation._length_until_stop(ids, {0, 2}) == expected
+
+
+def test_score_on_hand_made_completions():
+    completions = [STRICT, SOFT_ONLY, NO_TAGS, STRICT, STRICT]
+    answers = ["30", "30", "30", "31", None]
+    verdicts = evaluation.score(completions, answers)
+    assert verdicts == {
+        "correct": [True, True, False, False, False],
+        "strict_format": [True, False, False, True, True],
+        "soft_format": [True, True, False, True, True],
+    }
+
+
+def test_score_compares_numbers_not_strings():
+    verdicts = evaluation.score(
+        ["<answer>\n$1,000.\n</answer>", "<answer>\n1000.5\n</answer>"], ["1000", "1000"]
+    )
+    assert verdicts["correct"] == [True, False]
+
+
+def test_score_rejects_misaligned_answers():
+    with pytest.raises(ValueError, match="gold answers"):
+        evaluation.score([STRICT, STRICT], ["30"])
+
+
+def test_score_of_nothing_is_empty():
+    assert evaluation.score([], []) == {"correct": [], "strict_format": [], "soft_format": []}
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy generation with the tiny model
+# ---------------------------------------------------------------------------------------------
+
+
+def test_greedy_generation_is_deterministic(tiny, rows):
+    prompts = list(rows["prompt"])
+    first = generate(tiny, prompts, batch_size=4)
+    second = generate(tiny, prompts, batch_size=4)
+    assert len(first) == len(prompts)
+    assert first == second
+
+
+def test_generation_lengths_and_text(tiny, rows):
+    model, tokenizer = tiny
+    for generation in generate(tiny, list(rows["prompt"]), batch_size=4):
+        assert 1 <= generation.num_tokens <= MAX_NEW_TOKENS
+        assert isinstance(generation.text, str)
+        for special in (models.IM_END, models.ENDOFTEXT, models.IM_START):
+            assert special not in generation.text
+
+
+def test_batch_size_does_not_change_greedy_outputs(tiny, rows, monkeypatch):
+    """Left padding plus the attention mask must make a padded row behave like a lone one.
+
+    The texts of a random model are weak evidence (it often repeats one token), so the
+    logits of every generated step are compared too.
+    """
+    model, tokenizer = tiny
+    tokenizer.padding_side = "right"  # generate() must switch it back to left
+    scores: list[tuple[torch.Tensor, ...]] = []
+    original = model.generate
+
+    def recording_generate(**kwargs):
+        output = original(**kwargs, output_scores=True, return_dict_in_generate=True)
+        scores.append(output.scores)
+        return output.sequences
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+    prompts = list(rows["prompt"])
+    lengths = [
+        len(tokenizer.apply_chat_template(p, add_generation_prompt=True, return_dict=False))
+        for p in prompts
+    ]
+    assert len(set(lengths)) > 1, "the prompts must differ in length for padding to matter"
+
+    one_by_one = generate(tiny, prompts, batch_size=1)
+    batched = generate(tiny, prompts, batch_size=4)
+    assert tokenizer.padding_side == "left"
+    assert [g.text for g in batched] == [g.text for g in one_by_one]
+    assert [g.num_tokens for g in batched] == [g.num_tokens for g in one_by_one]
+
+    lone_scores, batch_scores = scores[:4], scores[4]
+    for row, generation in enumerate(one_by_one):
+        for step in range(generation.num_tokens):
+            torch.testing.assert_close(
+                batch_scores[step][row], lone_scores[row][step][0], atol=1e-4, rtol=1e-4
+            )
+
+
+def test_generate_with_no_prompts_returns_nothing(tiny):
+    assert generate(tiny, [], batch_size=4) == []
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_non_positive_batch_size_is_a_clear_error(tiny, rows, batch_size):
+    with pytest.raises(ValueError, match="batch_size"):
+        generate(tiny, list(rows["prompt"])[:1], batch_size=batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+
+
+def test_evaluate_metrics_and_rows(tiny, rows):
+    model, tokenizer = tiny
+    result = evaluation.evaluate(
+        model, tokenizer, rows, max_new_tokens=MAX_NEW_TOKENS, batch_size=4, progress=False
+    )
+    metrics = result.metrics
+    assert set(metrics) == METRIC_KEYS
+    assert metrics["num_examples"] == len(rows) == len(result.rows) == 4
+    for metric, verdict in [("accuracy", "correct"), ("strict_format",) * 2, ("soft_format",) * 2]:
+        assert 0.0 <= metrics[metric] <= 1.0
+        assert metrics[metric] == sum(row[verdict] for row in result.rows) / 4
+    assert 1 <= metrics["mean_tokens"] <= MAX_NEW_TOKENS
+    assert metrics["mean_tokens"] == sum(r["num_tokens"] for r in result.rows) / 4
+
+    for row, question, answer in zip(result.rows, rows["question"], rows["answer"], strict=True):
+        assert set(row) == ROW_KEYS
+        assert (row["question"], row["answer"]) == (question, answer)
+        # The verdicts are those of score() on the logged completion.
+        verdicts = evaluation.score([row["completion"]], [answer])
+        assert {name: row[name] for name in verdicts} == {n: v[0] for n, v in verdicts.items()}
+
+
+def test_evaluate_on_an_empty_dataset_gives_zeros(tiny, rows):
+    model, tokenizer = tiny
+    result = evaluation.evaluate(model, tokenizer, rows.select([]), progress=False)
+    assert result.rows == []
+    assert result.metrics == {
+        "accuracy": 0.0,
+        "strict_format": 0.0,
+        "soft_format": 0.0,
+        "mean_tokens": 0.0,
+        "num_examples": 0,
+    }

@@ -1,0 +1,466 @@
+"""Tests for models.py: the tiny tokenizer and model, the build cache and the model choice."""
+
+import json
+import time
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+import torch
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+from trl.chat_template_utils import qwen2_5_chat_template
+
+import data
+import models
+import netcheck
+
+REAL_TOKENIZER_DIR = (
+    Path(__file__).resolve().parents[1].parent / "shared/data/qwen2.5-0.5b-instruct-tokenizer"
+)
+needs_real_tokenizer = pytest.mark.skipif(
+    not REAL_TOKENIZER_DIR.is_dir(), reason=f"no Qwen2.5 tokenizer files at {REAL_TOKENIZER_DIR}"
+)
+no_cuda_only = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
+
+SPECIAL_TOKENS = (models.ENDOFTEXT, models.IM_START, models.IM_END)
+SEED_QUESTION = (
+    "Joy can read 8 pages of a book in 20 minutes. How many hours will it take her to read "
+    "120 pages?"
+)
+SEED_MESSAGES = [
+    {"role": "system", "content": data.SYSTEM_PROMPT},
+    {"role": "user", "content": SEED_QUESTION},
+]
+CONVERSATIONS = {
+    "system_and_user": SEED_MESSAGES,
+    "user_only": [{"role": "user", "content": "What is 2 + 3?"}],
+    "multi_turn": [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "2 + 3?"},
+        {"role": "assistant", "content": "5"},
+        {"role": "user", "content": "And times 4?"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(tiny_model_dir):
+    return models.load_tokenizer(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def real_tokenizer():
+    if not REAL_TOKENIZER_DIR.is_dir():
+        pytest.skip(f"no Qwen2.5 tokenizer files at {REAL_TOKENIZER_DIR}")
+    return AutoTokenizer.from_pretrained(REAL_TOKENIZER_DIR)
+
+
+@pytest.fixture(scope="module")
+def real_chat_template() -> str:
+    if not REAL_TOKENIZER_DIR.is_dir():
+        pytest.skip(f"no Qwen2.5 tokenizer files at {REAL_TOKENIZER_DIR}")
+    config = json.loads((REAL_TOKENIZER_DIR / "tokenizer_config.json").read_text("utf-8"))
+    return config["chat_template"]
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No hub, no ModelScope, an empty Hugging Face cache and no GRPO_MODEL."""
+    monkeypatch.setattr(netcheck, "hub_reachable", lambda: False)
+    monkeypatch.setattr(netcheck, "modelscope_reachable", lambda: False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv(models.MODEL_ENV_VAR, raising=False)
+
+
+def chat_ids(tokenizer, messages, add_generation_prompt=True):
+    """The ids of a Qwen chat, assembled piece by piece without the chat template."""
+
+    def encode(text):
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    start, end = (tokenizer.convert_tokens_to_ids(t) for t in (models.IM_START, models.IM_END))
+    ids = []
+    for message in messages:
+        ids += [start] + encode(f"{message['role']}\n{message['content']}") + [end] + encode("\n")
+    if add_generation_prompt:
+        ids += [start] + encode("assistant\n")
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# The tiny tokenizer
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", SPECIAL_TOKENS)
+def test_tiny_tokenizer_special_tokens_are_single_ids(tiny_tokenizer, token):
+    assert token in tiny_tokenizer.all_special_tokens
+    ids = tiny_tokenizer.encode(token, add_special_tokens=False)
+    assert ids == [tiny_tokenizer.convert_tokens_to_ids(token)]
+    # Inside text too, not only alone.
+    assert ids[0] in tiny_tokenizer.encode(f"a{token}b", add_special_tokens=False)
+
+
+def test_tiny_tokenizer_special_tokens_have_distinct_ids(tiny_tokenizer):
+    ids = {tiny_tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    assert len(ids) == 3
+
+
+def test_tiny_tokenizer_pads_with_endoftext_and_stops_at_im_end(tiny_tokenizer):
+    assert tiny_tokenizer.pad_token == models.ENDOFTEXT
+    assert tiny_tokenizer.eos_token == models.IM_END
+    assert tiny_tokenizer.pad_token_id != tiny_tokenizer.eos_token_id
+
+
+def test_load_tokenizer_pads_on_the_left(tiny_tokenizer):
+    assert tiny_tokenizer.padding_side == "left"
+    batch = tiny_tokenizer(["a", "a much longer text"], padding=True)
+    short_ids, short_mask = batch["input_ids"][0], batch["attention_mask"][0]
+    assert short_ids[0] == tiny_tokenizer.pad_token_id and short_mask[0] == 0
+    assert short_mask[-1] == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Natalia sold clips to 48 of her friends in April.\n#### 72",
+        "  leading spaces, tabs\tand\n\nblank lines , before ! punctuation ? 'quoted' don 't  ",
+        "鸡兔同笼，共有35个头，94只脚。问鸡兔各几只？",
+        "Emoji 🙂🚀, a family 👨‍👩‍👧, a flag 🇨🇳 and 漢字 mixed with ASCII.",
+    ],
+    ids=["ascii", "whitespace_and_punctuation", "chinese", "emoji"],
+)
+def test_tiny_tokenizer_round_trip_is_lossless(tiny_tokenizer, text):
+    ids = tiny_tokenizer.encode(text, add_special_tokens=False)
+    assert not set(ids) & set(tiny_tokenizer.all_special_ids)  # no <unk>-like fallbacks
+    assert tiny_tokenizer.decode(ids) == text
+
+
+def test_tiny_template_adds_qwens_default_system_message(tiny_tokenizer):
+    rendered = tiny_tokenizer.apply_chat_template(
+        CONVERSATIONS["user_only"], tokenize=False, add_generation_prompt=True
+    )
+    assert rendered == (
+        f"<|im_start|>system\n{models.QWEN_DEFAULT_SYSTEM}<|im_end|>\n"
+        "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert models.QWEN_DEFAULT_SYSTEM == (
+        "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    )
+
+
+def test_tiny_template_keeps_a_given_system_message(tiny_tokenizer):
+    rendered = tiny_tokenizer.apply_chat_template(
+        SEED_MESSAGES, tokenize=False, add_generation_prompt=False
+    )
+    assert models.QWEN_DEFAULT_SYSTEM not in rendered
+    assert rendered == (
+        f"<|im_start|>system\n{data.SYSTEM_PROMPT}<|im_end|>\n"
+        f"<|im_start|>user\n{SEED_QUESTION}<|im_end|>\n"
+    )
+
+
+def test_tiny_tokenizer_uses_trls_qwen2_5_template(tiny_tokenizer):
+    assert tiny_tokenizer.chat_template == qwen2_5_chat_template
+
+
+@needs_real_tokenizer
+@pytest.mark.parametrize("add_generation_prompt", [True, False])
+@pytest.mark.parametrize("conversation", list(CONVERSATIONS))
+def test_tiny_template_renders_like_the_real_qwen2_5_template(
+    tiny_tokenizer, real_chat_template, conversation, add_generation_prompt
+):
+    messages = CONVERSATIONS[conversation]
+    tiny = tiny_tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+    real = tiny_tokenizer.apply_chat_template(
+        messages,
+        chat_template=real_chat_template,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+    )
+    assert tiny == real
+    assert real.endswith("<|im_start|>assistant\n") == add_generation_prompt
+
+
+@pytest.mark.parametrize("conversation", list(CONVERSATIONS))
+def test_tiny_template_ids_match_the_ids_built_by_hand(tiny_tokenizer, conversation):
+    messages = CONVERSATIONS[conversation]
+    if messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": models.QWEN_DEFAULT_SYSTEM}, *messages]
+    ids = tiny_tokenizer.apply_chat_template(
+        CONVERSATIONS[conversation], tokenize=True, add_generation_prompt=True, return_dict=False
+    )
+    assert ids == chat_ids(tiny_tokenizer, messages)
+
+
+# ---------------------------------------------------------------------------------------------
+# The real Qwen2.5 tokenizer (offline copy in shared/data)
+# ---------------------------------------------------------------------------------------------
+
+
+@needs_real_tokenizer
+def test_real_tokenizer_special_token_ids(real_tokenizer):
+    assert real_tokenizer.convert_tokens_to_ids(models.IM_START) == 151644
+    assert real_tokenizer.convert_tokens_to_ids(models.IM_END) == 151645
+    assert real_tokenizer.convert_tokens_to_ids(models.ENDOFTEXT) == 151643
+    assert real_tokenizer.pad_token == models.ENDOFTEXT
+    assert real_tokenizer.eos_token == models.IM_END
+
+
+@needs_real_tokenizer
+def test_real_template_ids_for_the_seed_example(real_tokenizer):
+    def encode(text):
+        return real_tokenizer.encode(text, add_special_tokens=False)
+
+    expected = (
+        [151644]
+        + encode("system\n" + data.SYSTEM_PROMPT)
+        + [151645]
+        + encode("\n")
+        + [151644]
+        + encode("user\n" + SEED_QUESTION)
+        + [151645]
+        + encode("\n")
+        + [151644]
+        + encode("assistant\n")
+    )
+    ids = real_tokenizer.apply_chat_template(
+        SEED_MESSAGES, tokenize=True, add_generation_prompt=True, return_dict=False
+    )
+    assert list(ids) == expected
+
+
+@needs_real_tokenizer
+def test_tiny_and_real_templates_agree_on_the_seed_example(tiny_tokenizer, real_tokenizer):
+    def render(tokenizer):
+        return tokenizer.apply_chat_template(
+            SEED_MESSAGES, tokenize=False, add_generation_prompt=True
+        )
+
+    assert render(tiny_tokenizer) == render(real_tokenizer)
+
+
+# ---------------------------------------------------------------------------------------------
+# build_once and the tiny model cache
+# ---------------------------------------------------------------------------------------------
+
+
+def test_build_once_builds_once_and_then_reuses(tmp_path):
+    calls = []
+
+    def build(folder: Path) -> None:
+        calls.append(folder)
+        (folder / "weights.bin").write_text("built")
+
+    target = tmp_path / "nested" / "model"
+    assert models.build_once(target, build) == target
+    assert models.build_once(target, build) == target
+    assert len(calls) == 1
+    assert calls[0] != target  # built elsewhere, then moved into place
+    assert (target / "weights.bin").read_text() == "built"
+    assert list(target.parent.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("error", [ValueError("boom"), FileNotFoundError("missing file")])
+def test_failed_build_leaves_no_target_and_no_temp_folder(tmp_path, error):
+    def build(folder: Path) -> None:
+        (folder / "half-written.bin").write_text("partial")
+        raise error
+
+    target = tmp_path / "model"
+    with pytest.raises(type(error), match=str(error)):
+        models.build_once(target, build)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+    # The next run rebuilds instead of loading broken files.
+    models.build_once(target, lambda folder: (folder / "ok").write_text("ok"))
+    assert (target / "ok").read_text() == "ok"
+
+
+def test_build_once_keeps_the_result_of_a_concurrent_builder(tmp_path):
+    target = tmp_path / "model"
+
+    def build(folder: Path) -> None:
+        (folder / "file").write_text("mine")
+        target.mkdir()  # another process finished first
+        (target / "file").write_text("theirs")
+
+    assert models.build_once(target, build) == target
+    assert (target / "file").read_text() == "theirs"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_tiny_model_path_builds_on_first_use_only(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.CACHE_ENV_VAR, str(tmp_path))
+    calls = []
+
+    class FakeArtifact:
+        def __init__(self, name):
+            self.name = name
+
+        def save_pretrained(self, folder):
+            (Path(folder) / self.name).write_text(self.name)
+
+    def fake_tokenizer():
+        calls.append("tokenizer")
+        return FakeArtifact("tokenizer.json")
+
+    monkeypatch.setattr(models, "build_tiny_tokenizer", fake_tokenizer)
+    monkeypatch.setattr(models, "build_tiny_model", lambda tok: FakeArtifact("model.bin"))
+    first = models.tiny_model_path()
+    second = models.tiny_model_path()
+    assert first == second
+    assert first.parent == tmp_path
+    assert calls == ["tokenizer"]
+    assert sorted(p.name for p in first.iterdir()) == ["model.bin", "tokenizer.json"]
+
+
+def test_tiny_model_path_reuses_the_cache(tiny_cache, monkeypatch):
+    first = models.tiny_model_path()
+    stamp = (first / "config.json").stat().st_mtime_ns
+
+    def no_rebuild():
+        raise AssertionError("the cached tiny model was rebuilt")
+
+    monkeypatch.setattr(models, "build_tiny_tokenizer", no_rebuild)
+    assert models.tiny_model_path() == first
+    assert (first / "config.json").stat().st_mtime_ns == stamp
+    assert first.parent == tiny_cache
+    assert list(tiny_cache.iterdir()) == [first]  # no temp folders left behind
+
+
+def test_tiny_model_is_a_qwen2_that_stops_at_both_end_tokens(tiny_model_dir, tiny_tokenizer):
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    assert config.model_type == "qwen2"
+    assert config.vocab_size == len(tiny_tokenizer)
+    generation = GenerationConfig.from_pretrained(tiny_model_dir)
+    eos = generation.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    stop_tokens = (models.IM_END, models.ENDOFTEXT)
+    assert {tiny_tokenizer.convert_tokens_to_ids(t) for t in stop_tokens} <= eos
+    assert generation.pad_token_id == tiny_tokenizer.pad_token_id
+
+
+# ---------------------------------------------------------------------------------------------
+# resolve_model
+# ---------------------------------------------------------------------------------------------
+
+
+def test_resolve_tiny(tiny_cache, tiny_model_dir):
+    assert models.resolve_model("tiny") == tiny_model_dir
+
+
+def test_resolve_missing_folder_names_it(tiny_cache):
+    with pytest.raises(FileNotFoundError, match="no/such/model"):
+        models.resolve_model("./no/such/model")
+
+
+def test_resolve_a_file_instead_of_a_folder_is_an_error(tmp_path):
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        models.resolve_model(str(file))
+
+
+def test_resolve_an_existing_folder_returns_it(tmp_path):
+    assert models.resolve_model(str(tmp_path)) == tmp_path
+
+
+def test_auto_falls_back_to_tiny_offline_with_a_notice(offline, tiny_cache, tiny_model_dir, capsys):
+    start = time.perf_counter()
+    path = models.resolve_model("auto")
+    elapsed = time.perf_counter() - start
+    assert path == tiny_model_dir
+    assert elapsed < 5
+    out = capsys.readouterr().out
+    assert "Falling back to the tiny embedded model" in out
+    assert models.REAL_MODEL_ID in out
+
+
+def test_unset_model_means_auto(offline, tiny_cache, tiny_model_dir, capsys):
+    assert models.resolve_model() == tiny_model_dir
+    assert "Falling back" in capsys.readouterr().out
+
+
+def test_real_offline_fails_loudly_with_the_way_out(offline, tiny_cache):
+    with pytest.raises(RuntimeError) as raised:
+        models.resolve_model("real")
+    message = str(raised.value)
+    assert models.REAL_MODEL_ID in message
+    assert "ModelScope" in message
+    assert "Hugging Face hub" in message
+    assert "GRPO_MODEL=tiny" in message
+
+
+def test_model_env_var_is_honoured(offline, tiny_cache, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(models.MODEL_ENV_VAR, "tiny")
+    assert models.resolve_model() == tiny_model_dir
+    monkeypatch.setenv(models.MODEL_ENV_VAR, str(tmp_path))
+    assert models.resolve_model() == tmp_path
+    assert models.resolve_model("tiny") == tiny_model_dir  # the argument wins
+    monkeypatch.setenv(models.MODEL_ENV_VAR, "./no/such/model")
+    with pytest.raises(FileNotFoundError, match="no/such/model"):
+        models.resolve_model()
+    monkeypatch.setenv(models.MODEL_ENV_VAR, "real")
+    with pytest.raises(RuntimeError, match="GRPO_MODEL=tiny"):
+        models.resolve_model()
+
+
+# ---------------------------------------------------------------------------------------------
+# Device and dtype
+# ---------------------------------------------------------------------------------------------
+
+
+@no_cuda_only
+def test_cuda_request_without_gpu_falls_back_to_cpu(capsys):
+    assert models.choose_device("cuda") == torch.device("cpu")
+    assert "not available" in capsys.readouterr().out
+    assert models.choose_device("cuda:0") == torch.device("cpu")
+
+
+@no_cuda_only
+def test_default_device_is_cpu_without_gpu(capsys):
+    assert models.choose_device() == torch.device("cpu")
+    assert models.choose_device("cpu") == torch.device("cpu")
+    assert capsys.readouterr().out == ""
+
+
+def test_unknown_device_name_is_an_error():
+    with pytest.raises(RuntimeError, match="gpu"):
+        models.choose_device("gpu")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
+def test_mps_request_without_mps_falls_back_to_cpu(capsys):
+    assert models.choose_device("mps") == torch.device("cpu")
+    assert "mps" in capsys.readouterr().out
+
+
+@no_cuda_only
+def test_bf16_on_cpu_gives_float32_with_a_notice(capsys):
+    assert models.choose_dtype(torch.device("cpu"), bf16=True) == torch.float32
+    assert "bf16 was requested" in capsys.readouterr().out
+
+
+@no_cuda_only
+@pytest.mark.parametrize("bf16", [None, False])
+def test_cpu_default_dtype_is_float32_silently(capsys, bf16):
+    assert models.choose_dtype(torch.device("cpu"), bf16=bf16) == torch.float32
+    assert capsys.readouterr().out == ""
+
+
+def test_load_tiny_model_and_tokenizer_on_cpu(tiny_cache, tiny_model_dir, capsys):
+    model, tokenizer = models.load_model_and_tokenizer("tiny", device="cpu")
+    assert model.device == torch.device("cpu")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.config.model_type == "qwen2"
+    assert tokenizer.padding_side == "left"
+    assert tokenizer.pad_token == models.ENDOFTEXT
+    out = capsys.readouterr().out
+    assert "the embedded tiny-qwen2" in out
+    assert str(tiny_cache) not in out  # no machine-specific paths in logs
