@@ -164,31 +164,44 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
 
 
+def _download_attempts(model_id: str) -> list[tuple[str, Callable[[], str] | None, str]]:
+    """(source, how to fetch, why skipped) in the order tried: local caches cost no network."""
+    from huggingface_hub import snapshot_download as from_hf
+    from modelscope import snapshot_download as from_modelscope
+
+    ms_ok, hf_ok = netcheck.modelscope_reachable(), netcheck.hub_reachable()
+    return [
+        ("ModelScope cache", lambda: from_modelscope(model_id, local_files_only=True), ""),
+        ("Hugging Face cache", lambda: from_hf(model_id, local_files_only=True), ""),
+        (
+            "ModelScope",
+            (lambda: from_modelscope(model_id)) if ms_ok else None,
+            f"{netcheck.modelscope_endpoint()} unreachable",
+        ),
+        (
+            "Hugging Face hub",
+            (lambda: from_hf(model_id)) if hf_ok else None,
+            f"{netcheck.hub_endpoint()} unreachable or offline mode",
+        ),
+    ]
+
+
 def _download(model_id: str) -> Path:
-    """A local snapshot of `model_id`: the HF cache first, then ModelScope, then the HF hub."""
-    from huggingface_hub import snapshot_download as hf_snapshot_download
+    """A local snapshot of `model_id`, from the first source that has it.
 
+    ModelScope comes before the Hugging Face hub because most of this tutorial's learners
+    are in mainland China, where it is the faster (often the only) choice.
+    """
     failures: list[str] = []
-    try:  # already downloaded once: costs no network at all
-        return Path(hf_snapshot_download(model_id, local_files_only=True))
-    except Exception as error:  # any failure just means "not cached"
-        failures.append(f"Hugging Face cache: {type(error).__name__}")
-    if netcheck.modelscope_reachable():
+    for source, fetch, why_skipped in _download_attempts(model_id):
+        if fetch is None:
+            failures.append(f"{source}: {why_skipped}")
+            continue
         try:
-            from modelscope import snapshot_download as ms_snapshot_download
-
-            return Path(ms_snapshot_download(model_id))
-        except Exception as error:  # reported below with the other attempts
-            failures.append(f"ModelScope: {error}")
-    else:
-        failures.append(f"ModelScope: {netcheck.modelscope_endpoint()} unreachable")
-    if netcheck.hub_reachable():
-        try:
-            return Path(hf_snapshot_download(model_id))
-        except Exception as error:  # reported below with the other attempts
-            failures.append(f"Hugging Face hub: {error}")
-    else:
-        failures.append(f"Hugging Face hub: {netcheck.hub_endpoint()} unreachable or offline mode")
+            return Path(fetch())
+        except Exception as error:  # any failure means: try the next source
+            reason = "not found" if source.endswith("cache") else f"{type(error).__name__}: {error}"
+            failures.append(f"{source}: {reason[:200]}")
     raise RuntimeError(
         f"Could not get {model_id!r}. Tried: " + "; ".join(failures) + ". "
         f"To run offline, set {MODEL_ENV_VAR}=tiny (the embedded model) "
@@ -233,12 +246,20 @@ def choose_device(requested: str | None = None) -> torch.device:
     return device
 
 
+def gpu_supports_bf16() -> bool:
+    """True on GPUs with native bf16 (Ampere and newer: A100, 30x0/40x0, H100).
+
+    Colab's free T4 only emulates bf16, which is slower than fp32 there.
+    """
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def choose_dtype(device: torch.device, bf16: bool | None = None) -> torch.dtype:
     """bfloat16 where the GPU supports it (half the memory, no loss scaling), else float32.
 
     CPUs get float32: bf16 matmuls on most CPUs are slower and less precise than fp32.
     """
-    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    supported = device.type == "cuda" and gpu_supports_bf16()
     if bf16 and not supported:
         print(f"[models] bf16 was requested but {device} does not support it: using float32.")
     if bf16 is None:
@@ -277,4 +298,6 @@ def describe(path: Path) -> str:
     """A short, machine-independent name for a model folder (no home directory in logs)."""
     if path.is_relative_to(cache_root()):
         return f"the embedded {path.name} model"
-    return path.name
+    if path.parent.name == "snapshots":  # Hugging Face cache: models--Org--Name/snapshots/<hash>
+        return path.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return path.name.replace("___", ".")  # ModelScope escapes the dots in folder names

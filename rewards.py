@@ -33,6 +33,7 @@ the completion length, even on adversarial text.
 """
 
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
@@ -56,6 +57,7 @@ _SOFT_FORMAT_HEAD = re.compile(r"\s*<reasoning>.*?</reasoning>\s*<answer>", re.D
 _STRICT_START = "<reasoning>\n"
 _STRICT_SEPARATOR = "\n</reasoning>\n<answer>\n"
 _STRICT_END = "\n</answer>"
+_TAGS = ("<reasoning>", "</reasoning>", "<answer>", "</answer>")
 
 _XML_TAGS = ("<reasoning>\n", "\n</reasoning>\n", "\n<answer>\n", "\n</answer>")
 
@@ -113,6 +115,11 @@ def _answers_match(predicted: str, gold: str) -> bool:
 def _gold_answers(answer: Sequence[object] | None, count: int) -> list[object]:
     """Return one gold answer per completion; None everywhere when there are none."""
     if answer is None:
+        warnings.warn(
+            "correctness_reward_func received no `answer`: every completion scores 0. "
+            "Does the training dataset have an `answer` column?",
+            stacklevel=3,
+        )
         return [None] * count
     if isinstance(answer, str):
         raise TypeError("answer must be a list with one gold answer per completion, not a str")
@@ -163,7 +170,8 @@ def _is_strict_format(text: str) -> bool:
     if not (body.startswith(_STRICT_START) and body.endswith(_STRICT_END)):
         return False
     inner = body[len(_STRICT_START) : len(body) - len(_STRICT_END)]
-    return _STRICT_SEPARATOR in inner
+    # Each tag exactly once: a second answer block or a stray closing tag is not "exact".
+    return _STRICT_SEPARATOR in inner and all(body.count(tag) == 1 for tag in _TAGS)
 
 
 def strict_format_reward_func(

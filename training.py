@@ -18,7 +18,11 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
+from data import load_gsm8k
+from models import gpu_supports_bf16, resolve_model, tiny_model_path
 from rewards import REWARD_FUNCS
+from toy_task import toy_dataset
+from warm_start import warm_start_path
 
 
 @dataclass(frozen=True)
@@ -72,18 +76,18 @@ def real_config_kwargs() -> dict:
 def tiny_config_kwargs() -> dict:
     """Settings for the warm-started tiny model: larger steps, short answers, few steps."""
     return dict(
-        learning_rate=1e-3,
+        learning_rate=2e-4,
         adam_beta1=0.9,
         adam_beta2=0.99,
         weight_decay=0.1,
         warmup_steps=0.1,  # a float < 1 is a ratio (warmup_ratio is gone in transformers 5)
         lr_scheduler_type="cosine",
-        logging_steps=5,
+        logging_steps=1,
         per_device_train_batch_size=32,
         gradient_accumulation_steps=1,
         num_generations=8,
         max_completion_length=48,
-        max_steps=60,
+        max_steps=80,
         save_steps=100,
         max_grad_norm=1.0,
         beta=0.04,
@@ -109,7 +113,7 @@ def make_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOCo
     kwargs = real_config_kwargs() if profile.name == "real" else tiny_config_kwargs()
     kwargs.update(
         output_dir=str(output_dir),
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        bf16=gpu_supports_bf16(),
         use_cpu=not on_gpu,
         report_to=report_to(),
         save_total_limit=2,
@@ -120,7 +124,9 @@ def make_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOCo
     return GRPOConfig(**kwargs)
 
 
-def make_trainer(model, tokenizer, train_dataset: Dataset, config: GRPOConfig) -> GRPOTrainer:
+def make_trainer(
+    model, tokenizer, train_dataset: Dataset, config: GRPOConfig, peft_config=None
+) -> GRPOTrainer:
     """`GRPOTrainer` with the tutorial's five rewards, summed with equal weights."""
     return GRPOTrainer(
         model=model,
@@ -128,4 +134,30 @@ def make_trainer(model, tokenizer, train_dataset: Dataset, config: GRPOConfig) -
         args=config,
         train_dataset=train_dataset,
         processing_class=tokenizer,
+        peft_config=peft_config,
     )
+
+
+def select_policy(model: str | None = None, profile: str = "auto") -> tuple[Path, Profile]:
+    """The model to train and its profile.
+
+    The tiny model is replaced by its warm start: GRPO cannot learn from a random policy
+    whose every completion scores zero (see notebook 05).
+    """
+    path = resolve_model(model)
+    is_tiny = path == tiny_model_path()
+    if profile == "tiny" or (profile == "auto" and is_tiny):
+        return (warm_start_path() if is_tiny else path), TINY
+    return path, REAL
+
+
+def load_datasets(
+    profile: Profile, train_size: int | None = None, eval_size: int | None = None, seed: int = 0
+) -> tuple[Dataset, Dataset]:
+    """Training prompts and held-out evaluation questions for `profile`."""
+    train_size = train_size or profile.train_size
+    eval_size = eval_size or profile.eval_size
+    if profile.name == "tiny":
+        # Different seeds: evaluation problems are drawn independently of training ones.
+        return toy_dataset(train_size, seed=seed + 1), toy_dataset(eval_size, seed=seed + 10_000)
+    return load_gsm8k("train", limit=train_size), load_gsm8k("test", limit=eval_size)

@@ -417,7 +417,10 @@ REFERENCE_SOFT = re.compile(r"\s*<reasoning>.*?</reasoning>\s*<answer>.*?</answe
 @fast
 @given(text=any_text)
 def test_strict_format_agrees_with_reference_regex(text):
-    expected = 0.5 if REFERENCE_STRICT.fullmatch(text) else 0.0
+    tags_once = all(
+        text.count(tag) == 1 for tag in ("<reasoning>", "</reasoning>", "<answer>", "</answer>")
+    )
+    expected = 0.5 if REFERENCE_STRICT.fullmatch(text) and tags_once else 0.0
     assert score_one(strict_format_reward_func, text) == expected
 
 
@@ -441,3 +444,21 @@ def test_correctness_ignores_number_formatting_on_either_side(n):
 def test_int_reward_accepts_python_formatted_integers(n):
     assert score_one(int_reward_func, f"<answer>{n}</answer>") == 0.5
     assert score_one(int_reward_func, f"<answer>{n:,}</answer>") == 0.5
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<reasoning>\nr\n</reasoning>\n<answer>\n1\n</answer>\n<answer>\n72\n</answer>",
+        "<reasoning>\nr\n</reasoning>\n<answer>\n72\n</answer>\nThanks!\n</answer>",
+        "<reasoning>\n<reasoning>\nr\n</reasoning>\n<answer>\n72\n</answer>",
+    ],
+    ids=["second answer block", "stray closing tag", "repeated opening tag"],
+)
+def test_strict_format_rejects_repeated_tags(text):
+    assert strict_format_reward_func(None, [text]) == [0.0]
+
+
+def test_correctness_warns_when_the_answer_column_is_missing():
+    with pytest.warns(UserWarning, match="no `answer`"):
+        assert correctness_reward_func(None, ["<answer>\n72\n</answer>"]) == [0.0]

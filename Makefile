@@ -1,0 +1,29 @@
+# Two commands do everything on a fresh machine:
+#   make train   set up .venv and run the GRPO pipeline (embedded tiny model when offline)
+#   make test    set up .venv and run the unit tests and all six notebooks
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+OUTPUT_DIR ?= runs/main
+
+.PHONY: setup train test lint
+
+$(BIN)/activate: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(BIN)/activate
+
+setup: $(BIN)/activate
+
+train: setup
+	$(BIN)/python train_grpo.py --output-dir $(OUTPUT_DIR)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

@@ -1,0 +1,67 @@
+"""The two pictures of a GRPO run: reward curves from the log, and before/after bars."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed; notebooks still show figures inline
+
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+
+REWARD_PREFIX = "rewards/"
+
+
+def reward_history(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) series of the total reward and of each reward function's mean.
+
+    `trainer.state.log_history` mixes training logs with evaluation and summary entries;
+    only the entries that carry a `reward` are GRPO steps.
+    """
+    series: dict[str, list[tuple[int, float]]] = {}
+    for entry in log_history:
+        if "reward" not in entry:
+            continue
+        step = entry["step"]
+        series.setdefault("total", []).append((step, entry["reward"]))
+        for key, value in entry.items():
+            if key.startswith(REWARD_PREFIX) and key.endswith("/mean"):
+                name = key.removeprefix(REWARD_PREFIX).removesuffix("/mean")
+                series.setdefault(name, []).append((step, value))
+    return series
+
+
+def plot_reward_curves(log_history: list[dict], ax=None):
+    """Total reward and each reward function's mean against the training step."""
+    ax = ax or plt.gca()
+    for name, points in reward_history(log_history).items():
+        steps, values = zip(*points, strict=True)
+        ax.plot(steps, values, label=name, linewidth=2.5 if name == "total" else 1.2)
+    ax.set(xlabel="step", ylabel="mean reward", title="GRPO rewards during training")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_before_after(before: dict[str, float], after: dict[str, float], ax=None):
+    """Accuracy and format rates before vs after training, as grouped bars."""
+    ax = ax or plt.gca()
+    names = ["accuracy", "strict_format", "soft_format"]
+    positions = range(len(names))
+    width = 0.38
+    for offset, label, metrics in ((-width / 2, "before", before), (width / 2, "after", after)):
+        bars = ax.bar([p + offset for p in positions], [metrics[n] for n in names], width)
+        bars.set_label(label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(list(positions), names)
+    ax.set(ylim=(0, 1.1), ylabel="fraction of eval questions", title="Greedy evaluation")
+    ax.legend()
+    return ax
+
+
+def summary_figure(log_history: list[dict], before: dict[str, float], after: dict[str, float]):
+    """Curves and bars side by side: the one picture that says whether training worked."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    plot_reward_curves(log_history, left)
+    plot_before_after(before, after, right)
+    figure.tight_layout()
+    return figure
