@@ -113,15 +113,26 @@ def _records_from_hub(split: str) -> tuple[list[dict], str]:
 
 
 def _records_from_modelscope(split: str) -> tuple[list[dict], str]:
+    """GSM8K's files from ModelScope's dataset repository (no `modelscope[datasets]` needed:
+    that extra pins an older `datasets` than this project uses)."""
     if not netcheck.modelscope_reachable():
         raise ConnectionError(f"{netcheck.modelscope_endpoint()} is unreachable")
-    try:  # heavy and optional: import only when used
-        from modelscope.msdatasets import MsDataset
-    except ImportError as error:
-        hint = "MsDataset needs: pip install 'modelscope[datasets]'"
-        raise ImportError(f"{error} ({hint})") from error
-    dataset = MsDataset.load(MODELSCOPE_DATASET, subset_name="main", split=split)
-    return dataset.to_hf_dataset().to_list(), f"ModelScope ({MODELSCOPE_DATASET})"
+    from modelscope import snapshot_download
+
+    folder = Path(snapshot_download(MODELSCOPE_DATASET, repo_type="dataset"))
+    files = _split_files(folder, split)
+    table = datasets.load_dataset(files[0].suffix.lstrip("."), data_files=[str(f) for f in files])
+    return table["train"].to_list(), f"ModelScope ({MODELSCOPE_DATASET})"
+
+
+def _split_files(folder: Path, split: str) -> list[Path]:
+    """The data files of `split` in a downloaded dataset repository, `main` subset first."""
+    for pattern in (f"main/{split}*.parquet", f"**/main/{split}*", f"**/{split}*.parquet",
+                    f"**/{split}*.jsonl"):  # fmt: skip
+        files = sorted(p for p in folder.glob(pattern) if p.suffix in (".parquet", ".jsonl"))
+        if files:
+            return files
+    raise FileNotFoundError(f"no {split} parquet/jsonl file in the download at {folder}")
 
 
 def _local_file(split: str, path: str | Path | None) -> Path:

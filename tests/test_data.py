@@ -240,3 +240,31 @@ def test_excerpt_ships_its_license():
     license_text = (data.EMBEDDED_DIR / "LICENSE").read_text(encoding="utf-8")
     assert "MIT License" in license_text
     assert "OpenAI" in license_text
+
+
+def test_modelscope_source_reads_the_main_subset_of_a_downloaded_repo(monkeypatch, tmp_path):
+    """ModelScope serves GSM8K as files; the loader must pick the `main` split file."""
+    import modelscope
+
+    rows = {"question": ["What is 2 + 3?"], "answer": ["2 + 3 = 5\n#### 5"]}
+    (tmp_path / "main").mkdir()
+    (tmp_path / "socratic").mkdir()
+    datasets.Dataset.from_dict(rows).to_parquet(tmp_path / "main" / "test-00000-of-00001.parquet")
+    decoy = {"question": ["decoy"], "answer": ["#### 0"]}
+    datasets.Dataset.from_dict(decoy).to_parquet(tmp_path / "socratic" / "test-0.parquet")
+    monkeypatch.setattr(netcheck, "modelscope_reachable", lambda: True)
+    monkeypatch.setattr(modelscope, "snapshot_download", lambda *args, **kwargs: str(tmp_path))
+
+    loaded = data.load_gsm8k("test", source="modelscope")
+
+    assert loaded["question"] == ["What is 2 + 3?"]
+    assert loaded["answer"] == ["5"]
+
+
+def test_modelscope_download_without_the_split_names_the_folder(monkeypatch, tmp_path):
+    import modelscope
+
+    monkeypatch.setattr(netcheck, "modelscope_reachable", lambda: True)
+    monkeypatch.setattr(modelscope, "snapshot_download", lambda *args, **kwargs: str(tmp_path))
+    with pytest.raises(RuntimeError, match="no test parquet/jsonl file"):
+        data.load_gsm8k("test", source="modelscope")
