@@ -2,7 +2,8 @@
 
     python train_grpo.py --output-dir runs/demo            # real model if reachable, else tiny
     GRPO_MODEL=real python train_grpo.py --output-dir runs/qwen
-    accelerate launch --num_processes 2 train_grpo.py --output-dir runs/ddp
+    accelerate launch --config_file configs/accelerate_ddp.yaml --num_processes 2 \
+        train_grpo.py --output-dir runs/ddp                  # see docs/scaling.md
 
 Steps: pick the model and profile, evaluate (greedy), train, evaluate again, and write to
 the output folder `metrics.json`, the completions before/after (JSONL), `summary.png`,
@@ -16,14 +17,14 @@ import importlib.util
 import time
 from pathlib import Path
 
-import torch
 from transformers import AutoModelForCausalLM, set_seed
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import get_last_checkpoint
 
 import artifacts
 import plots
 from evaluation import EvalResult, evaluate
-from models import choose_device, choose_dtype, describe, load_tokenizer
+from models import choose_dtype, describe, load_tokenizer
 from training import load_datasets, make_config, make_trainer, select_policy
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
@@ -127,7 +128,12 @@ def run(args: argparse.Namespace) -> dict:
     config = make_config(
         profile, args.output_dir / "checkpoints", seed=args.seed, **config_overrides(args)
     )
-    device = choose_device("cuda" if torch.cuda.is_available() else "cpu")
+    if is_deepspeed_zero3_enabled() and not args.skip_eval:
+        raise SystemExit(
+            "ZeRO-3 splits the weights across processes, so the main process cannot evaluate "
+            "alone: add --skip-eval and run evaluate.py on final/ afterwards."
+        )
+    device = config.device  # cuda:<local rank> under `accelerate launch`, else cuda or cpu
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=choose_dtype(device)).to(device)
     tokenizer = load_tokenizer(model_path)
     is_main = config.process_index == 0
