@@ -9,6 +9,7 @@ the GSM8K pipeline, so the rewards, trainer and evaluation code are exactly the 
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from datasets import Dataset
@@ -61,9 +62,21 @@ def make_problems(count: int, seed: int) -> list[ToyProblem]:
     return [make_problem(rng) for _ in range(count)]
 
 
-def toy_dataset(count: int, seed: int) -> Dataset:
-    """Problems with the same columns as `data.load_gsm8k`: question, answer, prompt."""
-    problems = make_problems(count, seed)
+def unseen_problems(count: int, seed: int, seen: Collection[str]) -> list[ToyProblem]:
+    """`count` distinct problems whose questions are not in `seen`: a true held-out set."""
+    rng = random.Random(seed)
+    questions = set(seen)
+    problems: list[ToyProblem] = []
+    while len(problems) < count:
+        problem = make_problem(rng)
+        if problem.question not in questions:
+            questions.add(problem.question)
+            problems.append(problem)
+    return problems
+
+
+def as_dataset(problems: list[ToyProblem]) -> Dataset:
+    """The same columns as `data.load_gsm8k`: question, answer, prompt."""
     return Dataset.from_dict(
         {
             "question": [p.question for p in problems],
@@ -71,3 +84,13 @@ def toy_dataset(count: int, seed: int) -> Dataset:
             "prompt": [build_prompt(p.question) for p in problems],
         }
     )
+
+
+def toy_dataset(count: int, seed: int) -> Dataset:
+    """`count` seeded problems (repeats possible, like any sample from the task)."""
+    return as_dataset(make_problems(count, seed))
+
+
+def held_out_dataset(count: int, seed: int, train: Dataset) -> Dataset:
+    """`count` distinct problems, none of which appears in `train`."""
+    return as_dataset(unseen_problems(count, seed, train["question"]))

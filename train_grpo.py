@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import time
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import artifacts
 import plots
@@ -111,6 +112,24 @@ def lora_config(args: argparse.Namespace):
     )
 
 
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint that was fully written.
+
+    The Trainer writes `trainer_state.json` last, so a run killed in the middle of a save
+    leaves a newer folder without it; resuming from that one would crash every time.
+    """
+    complete = []
+    for checkpoint in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        try:
+            json.loads((checkpoint / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        complete.append(checkpoint)
+    if not complete:
+        return None
+    return str(max(complete, key=lambda c: int(c.name.rsplit("-", 1)[1])))
+
+
 def evaluate_and_log(model, tokenizer, dataset, profile, output_dir: Path, tag: str) -> EvalResult:
     """Greedy evaluation, with every completion written to `completions_<tag>.jsonl`."""
     print(f"Evaluating {tag} training on {len(dataset)} questions ...")
@@ -145,9 +164,7 @@ def run(args: argparse.Namespace) -> dict:
     trainer = make_trainer(model, tokenizer, train_set, config, peft_config=lora_config(args))
     resume_from = None
     if args.resume:
-        resume_from = (
-            get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
-        )
+        resume_from = last_complete_checkpoint(Path(config.output_dir))
         if resume_from is None:
             raise SystemExit(f"--resume: no checkpoint found in {config.output_dir}")
         print(f"Resuming from {resume_from}")

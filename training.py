@@ -21,7 +21,7 @@ from trl import GRPOConfig, GRPOTrainer
 from data import load_gsm8k
 from models import gpu_supports_bf16, resolve_model, tiny_model_path
 from rewards import REWARD_FUNCS
-from toy_task import toy_dataset
+from toy_task import held_out_dataset, toy_dataset
 from warm_start import warm_start_path
 
 
@@ -158,6 +158,6 @@ def load_datasets(
     train_size = train_size or profile.train_size
     eval_size = eval_size or profile.eval_size
     if profile.name == "tiny":
-        # Different seeds: evaluation problems are drawn independently of training ones.
-        return toy_dataset(train_size, seed=seed + 1), toy_dataset(eval_size, seed=seed + 10_000)
+        train = toy_dataset(train_size, seed=seed + 1)
+        return train, held_out_dataset(eval_size, seed=seed + 10_000, train=train)
     return load_gsm8k("train", limit=train_size), load_gsm8k("test", limit=eval_size)
