@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display needed; notebooks still show figures inline
-
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import matplotlib.pyplot as plt  # headless machines fall back to the Agg backend by themselves
 
 REWARD_PREFIX = "rewards/"
 
