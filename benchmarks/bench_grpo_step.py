@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.bench_generation import load_average
+
 PROMPTS_PER_STEP = 4
 RESULT_PREFIX = "RESULT "
 TRAIN_PROMPTS = 256  # more than any configuration reads in its few steps
@@ -91,13 +93,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", help="run only the configurations whose name contains this")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one configuration
     return parser.parse_args(argv)
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def current_rss_mib() -> float:
