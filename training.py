@@ -22,7 +22,7 @@ from data import load_gsm8k
 from models import gpu_supports_bf16, resolve_model, tiny_model_path
 from rewards import REWARD_FUNCS
 from toy_task import held_out_dataset, toy_dataset
-from warm_start import warm_start_path
+from warm_start import warm_start_dir, warm_start_path
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,11 @@ def select_policy(model: str | None = None, profile: str = "auto") -> tuple[Path
     """
     path = resolve_model(model)
     is_tiny = path == tiny_model_path()
+    if is_tiny and not warm_start_dir().exists() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError(
+            "The tiny model's warm start is not built yet, and every process of a multi-process "
+            "launch would train its own. Build it once with `python warm_start.py`, then launch."
+        )
     if profile == "tiny" or (profile == "auto" and is_tiny):
         return (warm_start_path() if is_tiny else path), TINY
     return path, REAL

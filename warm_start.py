@@ -108,7 +108,15 @@ def train_warm_start(output_dir: Path, seed: int = 0) -> None:
     shutil.rmtree(solver_dir)
 
 
+def warm_start_dir() -> Path:
+    """Where the warm start is cached (it may not be built yet)."""
+    return cache_root() / f"tiny-qwen2-warm-{WARM_START_VERSION}"
+
+
 def warm_start_path() -> Path:
     """The warm-started tiny model, trained once (a few CPU minutes) and cached on disk."""
-    target = cache_root() / f"tiny-qwen2-warm-{WARM_START_VERSION}"
-    return build_once(target, train_warm_start)
+    return build_once(warm_start_dir(), train_warm_start)
+
+
+if __name__ == "__main__":  # `python warm_start.py`: build it before a multi-process launch
+    print(warm_start_path())

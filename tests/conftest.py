@@ -28,3 +28,12 @@ def tiny_cache(monkeypatch, tiny_model_dir) -> Path:
     cache = tiny_model_dir.parent
     monkeypatch.setenv(models.CACHE_ENV_VAR, str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def warm_start_model() -> Path:
+    """The warm start in the default cache, built once (about 3 CPU minutes on a fresh
+    machine) before any test launches processes that need it."""
+    import warm_start
+
+    return warm_start.warm_start_path()

@@ -26,6 +26,8 @@ import train_grpo
 from training import real_config_kwargs
 from warm_start import warm_start_path
 
+pytestmark = pytest.mark.usefixtures("warm_start_model")
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 SCALING_DOC = REPO / "docs" / "scaling.md"

@@ -22,6 +22,8 @@ import train_grpo
 from models import describe
 from warm_start import warm_start_path
 
+pytestmark = pytest.mark.usefixtures("warm_start_model")
+
 LIMIT = 16
 METRIC_KEYS = {"accuracy", "strict_format", "soft_format", "mean_tokens", "num_examples"}
 ROW_KEYS = {"question", "answer", "completion", "num_tokens", "correct"}

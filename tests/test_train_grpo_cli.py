@@ -30,6 +30,8 @@ from transformers import AutoModelForCausalLM
 import train_grpo
 from models import load_tokenizer
 
+pytestmark = pytest.mark.usefixtures("warm_start_model")
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS, SAVE_EVERY, KEEP = 12, 3, 2
 KILL_AFTER_CHECKPOINT = 6

@@ -23,6 +23,8 @@ from models import load_tokenizer, tiny_model_path
 from toy_task import toy_dataset
 from warm_start import warm_start_path
 
+pytestmark = pytest.mark.usefixtures("warm_start_model")
+
 PROFILES = {"real": training.REAL, "tiny": training.TINY}
 
 # Every GRPOConfig override flag of train_grpo.py with a value unlike both profiles' defaults,
