@@ -83,8 +83,10 @@ def load_questions(dataset: str, split: str, limit: int | None, seed: int = 0) -
     (train) and evaluates on (test) with the same seed: --limit N keeps the first N."""
     if dataset == "gsm8k":
         return load_gsm8k(split, limit=limit)
-    train_set, test_set = load_datasets(TINY, train_size=limit, eval_size=limit, seed=seed)
-    return train_set if split == "train" else test_set
+    if split == "train":
+        return load_datasets(TINY, train_size=limit, seed=seed)[0]
+    # The held-out set excludes the questions of the profile's full training set.
+    return load_datasets(TINY, eval_size=limit, seed=seed)[1]
 
 
 def split_adapter(model: str, adapter: Path | None = None) -> tuple[str, Path | None]:
