@@ -15,7 +15,7 @@ from pathlib import Path
 
 import datasets
 
-import netcheck
+from grpo import netcheck
 
 SYSTEM_PROMPT = (
     "Respond in the following format:\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>"

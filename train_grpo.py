@@ -18,15 +18,14 @@ import json
 import time
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, set_seed
+from transformers import set_seed
 from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-import artifacts
-import plots
-from evaluation import EvalResult, evaluate
-from models import choose_dtype, describe, load_tokenizer
-from training import load_datasets, make_config, make_trainer, select_policy
+from grpo import artifacts, plots
+from grpo.evaluation import EvalResult, evaluate
+from grpo.models import describe, load_policy
+from grpo.training import load_datasets, make_config, make_trainer, select_policy
 
 LORA_TARGETS = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
 
@@ -133,7 +132,8 @@ def last_complete_checkpoint(folder: Path) -> str | None:
 def evaluate_and_log(model, tokenizer, dataset, profile, output_dir: Path, tag: str) -> EvalResult:
     """Greedy evaluation, with every completion written to `completions_<tag>.jsonl`."""
     print(f"Evaluating {tag} training on {len(dataset)} questions ...")
-    result = evaluate(model, tokenizer, dataset, profile.max_new_tokens, profile.eval_batch_size)
+    settings = profile.evaluation
+    result = evaluate(model, tokenizer, dataset, settings.max_new_tokens, settings.batch_size)
     artifacts.write_jsonl(output_dir / f"completions_{tag}.jsonl", result.rows)
     print(f"  {tag}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()))
     return result
@@ -150,11 +150,10 @@ def run(args: argparse.Namespace) -> dict:
     if is_deepspeed_zero3_enabled() and not args.skip_eval:
         raise SystemExit(
             "ZeRO-3 splits the weights across processes, so the main process cannot evaluate "
-            "alone: add --skip-eval and run evaluate.py on final/ afterwards."
+            "alone: add --skip-eval and run evaluate_model.py on final/ afterwards."
         )
-    device = config.device  # cuda:<local rank> under `accelerate launch`, else cuda or cpu
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=choose_dtype(device)).to(device)
-    tokenizer = load_tokenizer(model_path)
+    # config.device: cuda:<local rank> under `accelerate launch`, else cuda or cpu
+    model, tokenizer, _ = load_policy(model_path, device=config.device, for_training=True)
     is_main = config.process_index == 0
 
     before = None

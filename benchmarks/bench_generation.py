@@ -31,8 +31,8 @@ from collections.abc import Callable
 import torch
 
 from data import load_gsm8k
-from evaluation import Generation, generate
-from models import load_model_and_tokenizer
+from grpo.evaluation import Generation, generate
+from grpo.models import load_policy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model, tokenizer = load_model_and_tokenizer(args.model, device=args.device)
+    model, tokenizer, _ = load_policy(args.model, device=args.device)
     model.eval()
     prompts = list(load_gsm8k("test", limit=args.questions, source="embedded")["prompt"])
     batch_sizes = [int(size) for size in args.batch_sizes.split(",") if size.strip()]

@@ -112,9 +112,10 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from models import load_tokenizer, resolve_model
-    from toy_task import toy_dataset
-    from training import TINY, make_config, make_trainer
+    from grpo.models import load_tokenizer, resolve_model
+    from grpo.profiles import TINY
+    from grpo.training import make_config, make_trainer
+    from offline_demo.toy_task import toy_dataset
 
     class StepTimer(TrainerCallback):
         """Wall time of each optimiser step: generation, all micro-batches and the update."""

@@ -1,7 +1,7 @@
-"""Shared fixtures: the tiny embedded model, built once per test session in a temporary cache.
+"""Shared fixtures: the tiny random model, built once per test session in a temporary cache.
 
-`models` (torch, transformers) is imported inside the fixtures, so test files that never
-use them do not pay for the import.
+Heavy modules (torch, transformers) are imported inside the fixtures, so test files that
+never use them do not pay for the import.
 """
 
 from pathlib import Path
@@ -11,22 +11,23 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """The tiny model, built once (a few seconds) in a temporary GRPO_CACHE_DIR."""
-    import models
+    """The tiny random model, built once (a few seconds) in a temporary GRPO_CACHE_DIR."""
+    from grpo.cache import CACHE_ENV_VAR
+    from offline_demo.tiny_model import tiny_random_path
 
     cache = tmp_path_factory.mktemp("grpo-cache")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(models.CACHE_ENV_VAR, str(cache))
-        return models.tiny_model_path()
+        patch.setenv(CACHE_ENV_VAR, str(cache))
+        return tiny_random_path()
 
 
 @pytest.fixture
 def tiny_cache(monkeypatch, tiny_model_dir) -> Path:
-    """Point GRPO_CACHE_DIR at the session's cache, so `tiny_model_path()` finds the model."""
-    import models
+    """Point GRPO_CACHE_DIR at the session's cache, so `tiny_random_path()` finds the model."""
+    from grpo.cache import CACHE_ENV_VAR
 
     cache = tiny_model_dir.parent
-    monkeypatch.setenv(models.CACHE_ENV_VAR, str(cache))
+    monkeypatch.setenv(CACHE_ENV_VAR, str(cache))
     return cache
 
 
@@ -34,6 +35,6 @@ def tiny_cache(monkeypatch, tiny_model_dir) -> Path:
 def warm_start_model() -> Path:
     """The warm start in the default cache, built once (about 3 CPU minutes on a fresh
     machine) before any test launches processes that need it."""
-    import warm_start
+    from offline_demo import warm_start
 
     return warm_start.warm_start_path()

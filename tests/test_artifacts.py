@@ -7,7 +7,7 @@ import stat
 import matplotlib
 import pytest
 
-import artifacts
+from grpo import artifacts
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)

@@ -21,10 +21,10 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 from transformers import AutoModelForCausalLM
 
-import evaluate
+import evaluate_model
 import train_grpo
-from training import real_config_kwargs
-from warm_start import warm_start_path
+from grpo.profiles import REAL_GRPO
+from offline_demo.warm_start import warm_start_path
 
 pytestmark = pytest.mark.usefixtures("warm_start_model")
 
@@ -147,10 +147,11 @@ def test_launcher_configs(name, kind, zero_stage):
 
 
 def doc_commands() -> list[list[str]]:
-    """The train_grpo.py / evaluate.py commands in the document's indented code blocks."""
+    """The train_grpo.py / evaluate_model.py commands in the document's indented code blocks."""
     text = re.sub(r"\\\n\s*", " ", SCALING_DOC.read_text(encoding="utf-8"))
     lines = [line.strip() for line in text.splitlines() if line.startswith("    ")]
-    return [shlex.split(line) for line in lines if re.search(r"(train_grpo|evaluate)\.py", line)]
+    scripts = re.compile(r"(train_grpo|evaluate_model)\.py")
+    return [shlex.split(line) for line in lines if scripts.search(line)]
 
 
 def launcher_processes(words: list[str]) -> int:
@@ -165,7 +166,7 @@ def launcher_processes(words: list[str]) -> int:
 def test_scaling_doc_has_the_commands():
     scripts = [next(w for w in words if w.endswith(".py")) for words in doc_commands()]
     assert scripts.count("train_grpo.py") >= 10
-    assert scripts.count("evaluate.py") >= 5
+    assert scripts.count("evaluate_model.py") >= 5
 
 
 def command_id(words: list[str]) -> str:
@@ -177,11 +178,11 @@ def command_id(words: list[str]) -> str:
 def test_scaling_doc_command(words):
     script = next(w for w in words if w.endswith(".py"))
     arguments = words[words.index(script) + 1 :]
-    if script == "evaluate.py":
-        evaluate.parse_args(arguments)
+    if script == "evaluate_model.py":
+        evaluate_model.parse_args(arguments)
         return
     args = train_grpo.parse_args(arguments)
-    defaults = real_config_kwargs()
+    defaults = REAL_GRPO
     per_device = args.per_device_train_batch_size or defaults["per_device_train_batch_size"]
     accumulation = args.gradient_accumulation_steps or defaults["gradient_accumulation_steps"]
     generations = args.num_generations or defaults["num_generations"]

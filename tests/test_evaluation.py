@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import data
-import evaluation
-import models
+from grpo import evaluation, models
+from offline_demo import tiny_model
 
 MAX_NEW_TOKENS = 12
 METRIC_KEYS = {"accuracy", "strict_format", "soft_format", "mean_tokens", "num_examples"}
@@ -104,7 +104,7 @@ def test_generation_lengths_and_text(tiny, rows):
     for generation in generate(tiny, list(rows["prompt"]), batch_size=4):
         assert 1 <= generation.num_tokens <= MAX_NEW_TOKENS
         assert isinstance(generation.text, str)
-        for special in (models.IM_END, models.ENDOFTEXT, models.IM_START):
+        for special in (tiny_model.IM_END, tiny_model.ENDOFTEXT, tiny_model.IM_START):
             assert special not in generation.text
 
 

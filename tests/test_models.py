@@ -1,4 +1,4 @@
-"""Tests for models.py: the tiny tokenizer and model, the build cache and the model choice."""
+"""Tests for grpo.models, grpo.cache and offline_demo.tiny_model: building, choosing, loading."""
 
 import json
 import time
@@ -11,8 +11,8 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 from trl.chat_template_utils import qwen2_5_chat_template
 
 import data
-import models
-import netcheck
+from grpo import cache, models, netcheck
+from offline_demo import tiny_model
 
 REAL_TOKENIZER_DIR = (
     Path(__file__).resolve().parents[1].parent / "shared/data/qwen2.5-0.5b-instruct-tokenizer"
@@ -22,7 +22,7 @@ needs_real_tokenizer = pytest.mark.skipif(
 )
 no_cuda_only = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
 
-SPECIAL_TOKENS = (models.ENDOFTEXT, models.IM_START, models.IM_END)
+SPECIAL_TOKENS = (tiny_model.ENDOFTEXT, tiny_model.IM_START, tiny_model.IM_END)
 SEED_QUESTION = (
     "Joy can read 8 pages of a book in 20 minutes. How many hours will it take her to read "
     "120 pages?"
@@ -79,7 +79,7 @@ def chat_ids(tokenizer, messages, add_generation_prompt=True):
     def encode(text):
         return tokenizer.encode(text, add_special_tokens=False)
 
-    start, end = (tokenizer.convert_tokens_to_ids(t) for t in (models.IM_START, models.IM_END))
+    start, end = (tokenizer.convert_tokens_to_ids(t) for t in (tiny_model.IM_START, tiny_model.IM_END))
     ids = []
     for message in messages:
         ids += [start] + encode(f"{message['role']}\n{message['content']}") + [end] + encode("\n")
@@ -108,8 +108,8 @@ def test_tiny_tokenizer_special_tokens_have_distinct_ids(tiny_tokenizer):
 
 
 def test_tiny_tokenizer_pads_with_endoftext_and_stops_at_im_end(tiny_tokenizer):
-    assert tiny_tokenizer.pad_token == models.ENDOFTEXT
-    assert tiny_tokenizer.eos_token == models.IM_END
+    assert tiny_tokenizer.pad_token == tiny_model.ENDOFTEXT
+    assert tiny_tokenizer.eos_token == tiny_model.IM_END
     assert tiny_tokenizer.pad_token_id != tiny_tokenizer.eos_token_id
 
 
@@ -142,11 +142,11 @@ def test_tiny_template_adds_qwens_default_system_message(tiny_tokenizer):
         CONVERSATIONS["user_only"], tokenize=False, add_generation_prompt=True
     )
     assert rendered == (
-        f"<|im_start|>system\n{models.QWEN_DEFAULT_SYSTEM}<|im_end|>\n"
+        f"<|im_start|>system\n{tiny_model.QWEN_DEFAULT_SYSTEM}<|im_end|>\n"
         "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
-    assert models.QWEN_DEFAULT_SYSTEM == (
+    assert tiny_model.QWEN_DEFAULT_SYSTEM == (
         "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
     )
 
@@ -155,7 +155,7 @@ def test_tiny_template_keeps_a_given_system_message(tiny_tokenizer):
     rendered = tiny_tokenizer.apply_chat_template(
         SEED_MESSAGES, tokenize=False, add_generation_prompt=False
     )
-    assert models.QWEN_DEFAULT_SYSTEM not in rendered
+    assert tiny_model.QWEN_DEFAULT_SYSTEM not in rendered
     assert rendered == (
         f"<|im_start|>system\n{data.SYSTEM_PROMPT}<|im_end|>\n"
         f"<|im_start|>user\n{SEED_QUESTION}<|im_end|>\n"
@@ -190,7 +190,7 @@ def test_tiny_template_renders_like_the_real_qwen2_5_template(
 def test_tiny_template_ids_match_the_ids_built_by_hand(tiny_tokenizer, conversation):
     messages = CONVERSATIONS[conversation]
     if messages[0]["role"] != "system":
-        messages = [{"role": "system", "content": models.QWEN_DEFAULT_SYSTEM}, *messages]
+        messages = [{"role": "system", "content": tiny_model.QWEN_DEFAULT_SYSTEM}, *messages]
     ids = tiny_tokenizer.apply_chat_template(
         CONVERSATIONS[conversation], tokenize=True, add_generation_prompt=True, return_dict=False
     )
@@ -204,11 +204,11 @@ def test_tiny_template_ids_match_the_ids_built_by_hand(tiny_tokenizer, conversat
 
 @needs_real_tokenizer
 def test_real_tokenizer_special_token_ids(real_tokenizer):
-    assert real_tokenizer.convert_tokens_to_ids(models.IM_START) == 151644
-    assert real_tokenizer.convert_tokens_to_ids(models.IM_END) == 151645
-    assert real_tokenizer.convert_tokens_to_ids(models.ENDOFTEXT) == 151643
-    assert real_tokenizer.pad_token == models.ENDOFTEXT
-    assert real_tokenizer.eos_token == models.IM_END
+    assert real_tokenizer.convert_tokens_to_ids(tiny_model.IM_START) == 151644
+    assert real_tokenizer.convert_tokens_to_ids(tiny_model.IM_END) == 151645
+    assert real_tokenizer.convert_tokens_to_ids(tiny_model.ENDOFTEXT) == 151643
+    assert real_tokenizer.pad_token == tiny_model.ENDOFTEXT
+    assert real_tokenizer.eos_token == tiny_model.IM_END
 
 
 @needs_real_tokenizer
@@ -257,8 +257,8 @@ def test_build_once_builds_once_and_then_reuses(tmp_path):
         (folder / "weights.bin").write_text("built")
 
     target = tmp_path / "nested" / "model"
-    assert models.build_once(target, build) == target
-    assert models.build_once(target, build) == target
+    assert cache.build_once(target, build) == target
+    assert cache.build_once(target, build) == target
     assert len(calls) == 1
     assert calls[0] != target  # built elsewhere, then moved into place
     assert (target / "weights.bin").read_text() == "built"
@@ -273,12 +273,12 @@ def test_failed_build_leaves_no_target_and_no_temp_folder(tmp_path, error):
 
     target = tmp_path / "model"
     with pytest.raises(type(error), match=str(error)):
-        models.build_once(target, build)
+        cache.build_once(target, build)
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
 
     # The next run rebuilds instead of loading broken files.
-    models.build_once(target, lambda folder: (folder / "ok").write_text("ok"))
+    cache.build_once(target, lambda folder: (folder / "ok").write_text("ok"))
     assert (target / "ok").read_text() == "ok"
 
 
@@ -290,13 +290,13 @@ def test_build_once_keeps_the_result_of_a_concurrent_builder(tmp_path):
         target.mkdir()  # another process finished first
         (target / "file").write_text("theirs")
 
-    assert models.build_once(target, build) == target
+    assert cache.build_once(target, build) == target
     assert (target / "file").read_text() == "theirs"
     assert list(tmp_path.iterdir()) == [target]
 
 
-def test_tiny_model_path_builds_on_first_use_only(tmp_path, monkeypatch):
-    monkeypatch.setenv(models.CACHE_ENV_VAR, str(tmp_path))
+def test_tiny_random_path_builds_on_first_use_only(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.CACHE_ENV_VAR, str(tmp_path))
     calls = []
 
     class FakeArtifact:
@@ -310,25 +310,25 @@ def test_tiny_model_path_builds_on_first_use_only(tmp_path, monkeypatch):
         calls.append("tokenizer")
         return FakeArtifact("tokenizer.json")
 
-    monkeypatch.setattr(models, "build_tiny_tokenizer", fake_tokenizer)
-    monkeypatch.setattr(models, "build_tiny_model", lambda tok: FakeArtifact("model.bin"))
-    first = models.tiny_model_path()
-    second = models.tiny_model_path()
+    monkeypatch.setattr(tiny_model, "build_tiny_tokenizer", fake_tokenizer)
+    monkeypatch.setattr(tiny_model, "build_tiny_model", lambda tok: FakeArtifact("model.bin"))
+    first = tiny_model.tiny_random_path()
+    second = tiny_model.tiny_random_path()
     assert first == second
     assert first.parent == tmp_path
     assert calls == ["tokenizer"]
     assert sorted(p.name for p in first.iterdir()) == ["model.bin", "tokenizer.json"]
 
 
-def test_tiny_model_path_reuses_the_cache(tiny_cache, monkeypatch):
-    first = models.tiny_model_path()
+def test_tiny_random_path_reuses_the_cache(tiny_cache, monkeypatch):
+    first = tiny_model.tiny_random_path()
     stamp = (first / "config.json").stat().st_mtime_ns
 
     def no_rebuild():
         raise AssertionError("the cached tiny model was rebuilt")
 
-    monkeypatch.setattr(models, "build_tiny_tokenizer", no_rebuild)
-    assert models.tiny_model_path() == first
+    monkeypatch.setattr(tiny_model, "build_tiny_tokenizer", no_rebuild)
+    assert tiny_model.tiny_random_path() == first
     assert (first / "config.json").stat().st_mtime_ns == stamp
     assert first.parent == tiny_cache
     assert list(tiny_cache.iterdir()) == [first]  # no temp folders left behind
@@ -341,7 +341,7 @@ def test_tiny_model_is_a_qwen2_that_stops_at_both_end_tokens(tiny_model_dir, tin
     generation = GenerationConfig.from_pretrained(tiny_model_dir)
     eos = generation.eos_token_id
     eos = set(eos if isinstance(eos, list) else [eos])
-    stop_tokens = (models.IM_END, models.ENDOFTEXT)
+    stop_tokens = (tiny_model.IM_END, tiny_model.ENDOFTEXT)
     assert {tiny_tokenizer.convert_tokens_to_ids(t) for t in stop_tokens} <= eos
     assert generation.pad_token_id == tiny_tokenizer.pad_token_id
 
@@ -351,19 +351,25 @@ def test_tiny_model_is_a_qwen2_that_stops_at_both_end_tokens(tiny_model_dir, tin
 # ---------------------------------------------------------------------------------------------
 
 
-def test_resolve_tiny(tiny_cache, tiny_model_dir):
-    assert models.resolve_model("tiny") == tiny_model_dir
+def test_resolve_tiny_random(tiny_cache, tiny_model_dir):
+    assert models.resolve_model("tiny-random") == tiny_model_dir
+
+
+def test_tiny_names_the_warm_start_not_the_random_model(tiny_cache, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(models, "warm_start_path", lambda: Path("/warm-start"))
+    assert models.resolve_model("tiny") == Path("/warm-start")
+    assert models.resolve_model(" TINY ") == Path("/warm-start")
 
 
 def test_resolve_missing_folder_names_it(tiny_cache):
-    with pytest.raises(FileNotFoundError, match="no/such/model"):
+    with pytest.raises(models.ModelUnavailable, match="no/such/model"):
         models.resolve_model("./no/such/model")
 
 
 def test_resolve_a_file_instead_of_a_folder_is_an_error(tmp_path):
     file = tmp_path / "model.safetensors"
     file.write_bytes(b"")
-    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+    with pytest.raises(models.ModelUnavailable, match="model.safetensors"):
         models.resolve_model(str(file))
 
 
@@ -371,24 +377,61 @@ def test_resolve_an_existing_folder_returns_it(tmp_path):
     assert models.resolve_model(str(tmp_path)) == tmp_path
 
 
-def test_auto_falls_back_to_tiny_offline_with_a_notice(offline, tiny_cache, tiny_model_dir, capsys):
+@pytest.fixture
+def fake_warm_start(monkeypatch, tmp_path) -> Path:
+    """The demo model's folder without its 3-minute build."""
+    folder = tmp_path / "warm"
+    folder.mkdir()
+    monkeypatch.setattr(models, "warm_start_path", lambda: folder)
+    return folder
+
+
+@no_cuda_only
+def test_auto_falls_back_to_tiny_offline_with_a_notice(offline, fake_warm_start, capsys):
     start = time.perf_counter()
     path = models.resolve_model("auto")
     elapsed = time.perf_counter() - start
-    assert path == tiny_model_dir
+    assert path == fake_warm_start
     assert elapsed < 5
     out = capsys.readouterr().out
-    assert "Falling back to the tiny embedded model" in out
+    assert "using the embedded tiny model" in out
     assert models.REAL_MODEL_ID in out
 
 
-def test_unset_model_means_auto(offline, tiny_cache, tiny_model_dir, capsys):
-    assert models.resolve_model() == tiny_model_dir
-    assert "Falling back" in capsys.readouterr().out
+@no_cuda_only
+@pytest.mark.parametrize("blank", [None, "", " "])
+def test_unset_or_blank_model_means_auto(offline, fake_warm_start, monkeypatch, capsys, blank):
+    if blank is not None:
+        monkeypatch.setenv(models.MODEL_ENV_VAR, blank)
+    assert models.resolve_model() == fake_warm_start
+    assert "embedded tiny model" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ask", [dict(name="auto", require_real=True), dict(name="real")])
+def test_asking_for_the_real_model_offline_never_falls_back(offline, fake_warm_start, ask):
+    start = time.perf_counter()
+    with pytest.raises(models.ModelUnavailable, match="GRPO_MODEL=tiny"):
+        models.resolve_model(**ask)
+    assert time.perf_counter() - start < 5
+
+
+def test_auto_on_a_cuda_machine_never_falls_back(offline, fake_warm_start, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(models.ModelUnavailable, match="local folder"):
+        models.resolve_model("auto")
+
+
+def test_a_mistyped_relative_path_is_a_missing_folder_not_a_hub_id(tmp_path, monkeypatch):
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(models.ModelUnavailable, match="runs/mian"):
+        models.resolve_model("runs/mian")
+    with pytest.raises(models.ModelUnavailable, match="runs/mian/final"):
+        models.resolve_model("runs/mian/final")
 
 
 def test_real_offline_fails_loudly_with_the_way_out(offline, tiny_cache):
-    with pytest.raises(RuntimeError) as raised:
+    with pytest.raises(models.ModelUnavailable) as raised:
         models.resolve_model("real")
     message = str(raised.value)
     assert models.REAL_MODEL_ID in message
@@ -398,16 +441,16 @@ def test_real_offline_fails_loudly_with_the_way_out(offline, tiny_cache):
 
 
 def test_model_env_var_is_honoured(offline, tiny_cache, tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv(models.MODEL_ENV_VAR, "tiny")
+    monkeypatch.setenv(models.MODEL_ENV_VAR, "tiny-random")
     assert models.resolve_model() == tiny_model_dir
     monkeypatch.setenv(models.MODEL_ENV_VAR, str(tmp_path))
     assert models.resolve_model() == tmp_path
-    assert models.resolve_model("tiny") == tiny_model_dir  # the argument wins
+    assert models.resolve_model("tiny-random") == tiny_model_dir  # the argument wins
     monkeypatch.setenv(models.MODEL_ENV_VAR, "./no/such/model")
-    with pytest.raises(FileNotFoundError, match="no/such/model"):
+    with pytest.raises(models.ModelUnavailable, match="no/such/model"):
         models.resolve_model()
     monkeypatch.setenv(models.MODEL_ENV_VAR, "real")
-    with pytest.raises(RuntimeError, match="GRPO_MODEL=tiny"):
+    with pytest.raises(models.ModelUnavailable, match="GRPO_MODEL=tiny"):
         models.resolve_model()
 
 
@@ -442,25 +485,41 @@ def test_mps_request_without_mps_falls_back_to_cpu(capsys):
 
 
 @no_cuda_only
-def test_bf16_on_cpu_gives_float32_with_a_notice(capsys):
-    assert models.choose_dtype(torch.device("cpu"), bf16=True) == torch.float32
-    assert "bf16 was requested" in capsys.readouterr().out
+def test_inference_dtype_on_cpu_is_float32():
+    assert models.inference_dtype(torch.device("cpu")) == torch.float32
 
 
-@no_cuda_only
-@pytest.mark.parametrize("bf16", [None, False])
-def test_cpu_default_dtype_is_float32_silently(capsys, bf16):
-    assert models.choose_dtype(torch.device("cpu"), bf16=bf16) == torch.float32
-    assert capsys.readouterr().out == ""
+def test_inference_dtype_is_bf16_only_on_gpus_that_have_it(monkeypatch):
+    monkeypatch.setattr(models, "gpu_supports_bf16", lambda: True)
+    assert models.inference_dtype(torch.device("cuda")) == torch.bfloat16
+    monkeypatch.setattr(models, "gpu_supports_bf16", lambda: False)  # a T4
+    assert models.inference_dtype(torch.device("cuda")) == torch.float32
+
+
+@pytest.mark.parametrize("for_training", [True, False])
+def test_training_loads_keep_float32_weights_even_where_bf16_is_supported(
+    tiny_cache, tiny_model_dir, monkeypatch, for_training
+):
+    """fp32 master weights for training (bf16 is the trainer's autocast); bf16 for evaluation.
+
+    The GPU's bf16 support is patched in and the device stays the CPU, so this runs anywhere.
+    """
+    monkeypatch.setattr(models, "gpu_supports_bf16", lambda: True)
+    cuda_like = torch.device("cpu")
+    monkeypatch.setattr(models, "inference_dtype", lambda device: torch.bfloat16)
+    model, _, _ = models.load_policy("tiny-random", device=cuda_like, for_training=for_training)
+    dtypes = {p.dtype for p in model.parameters()}
+    assert dtypes == ({torch.float32} if for_training else {torch.bfloat16})
 
 
 def test_load_tiny_model_and_tokenizer_on_cpu(tiny_cache, tiny_model_dir, capsys):
-    model, tokenizer = models.load_model_and_tokenizer("tiny", device="cpu")
+    model, tokenizer, path = models.load_policy("tiny-random", device="cpu")
+    assert path == tiny_model_dir
     assert model.device == torch.device("cpu")
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert model.config.model_type == "qwen2"
     assert tokenizer.padding_side == "left"
-    assert tokenizer.pad_token == models.ENDOFTEXT
+    assert tokenizer.pad_token == tiny_model.ENDOFTEXT
     out = capsys.readouterr().out
     assert "the embedded tiny-qwen2" in out
     assert str(tiny_cache) not in out  # no machine-specific paths in logs

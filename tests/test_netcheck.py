@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-import netcheck
+from grpo import netcheck
 
 PROXY_ENV_VARS = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 

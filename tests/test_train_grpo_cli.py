@@ -28,7 +28,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import train_grpo
-from models import load_tokenizer
+from grpo.models import load_tokenizer
 
 pytestmark = pytest.mark.usefixtures("warm_start_model")
 

@@ -17,15 +17,17 @@ from transformers import AutoModelForCausalLM
 from trl import GRPOConfig
 
 import train_grpo
-import training
 from data import build_prompt
-from models import load_tokenizer, tiny_model_path
-from toy_task import toy_dataset
-from warm_start import warm_start_path
+from grpo import training
+from grpo.models import load_tokenizer
+from grpo.profiles import REAL, REAL_GRPO, TINY, TINY_GRPO
+from offline_demo.tiny_model import tiny_random_dir
+from offline_demo.toy_task import toy_dataset
+from offline_demo.warm_start import warm_start_path
 
 pytestmark = pytest.mark.usefixtures("warm_start_model")
 
-PROFILES = {"real": training.REAL, "tiny": training.TINY}
+PROFILES = {"real": REAL, "tiny": TINY}
 
 # Every GRPOConfig override flag of train_grpo.py with a value unlike both profiles' defaults,
 # and the GRPOConfig field and value it must produce.
@@ -60,7 +62,7 @@ def no_wandb(monkeypatch):
 @pytest.mark.parametrize("name", PROFILES)
 def test_make_config_is_accepted_by_pinned_trl(name, tmp_path, no_wandb):
     profile = PROFILES[name]
-    expected = training.real_config_kwargs() if name == "real" else training.tiny_config_kwargs()
+    expected = REAL_GRPO if name == "real" else TINY_GRPO
 
     config = training.make_config(profile, tmp_path / "out")
 
@@ -80,7 +82,7 @@ def test_make_config_is_accepted_by_pinned_trl(name, tmp_path, no_wandb):
 
 
 def test_real_profile_keeps_the_seed_tutorials_hyperparameters(tmp_path, no_wandb):
-    config = training.make_config(training.REAL, tmp_path)
+    config = training.make_config(REAL, tmp_path)
 
     assert config.learning_rate == 5e-6
     assert (config.adam_beta1, config.adam_beta2) == (0.9, 0.99)
@@ -100,18 +102,18 @@ def test_real_profile_keeps_the_seed_tutorials_hyperparameters(tmp_path, no_wand
 
 
 def test_tiny_profile_config(tmp_path, no_wandb):
-    config = training.make_config(training.TINY, tmp_path)
+    config = training.make_config(TINY, tmp_path)
 
     assert config.learning_rate == 2e-4
     assert config.max_steps == 80
     assert config.num_generations == 8
-    assert config.max_completion_length == training.TINY.max_new_tokens == 48
+    assert config.max_completion_length == TINY.evaluation.max_new_tokens == 48
     assert config.per_device_train_batch_size // config.num_generations == 4  # prompts/step
 
 
 def test_overrides_win_over_the_profile(tmp_path, no_wandb):
     config = training.make_config(
-        training.TINY, tmp_path, seed=3, save_total_limit=5, report_to=[], max_steps=2
+        TINY, tmp_path, seed=3, save_total_limit=5, report_to=[], max_steps=2
     )
 
     assert (config.seed, config.save_total_limit, config.max_steps) == (3, 5, 2)
@@ -125,7 +127,7 @@ def test_every_cli_override_flag_reaches_grpo_config(tmp_path, no_wandb):
 
     args = train_grpo.parse_args(argv)
     overrides = train_grpo.config_overrides(args)
-    config = training.make_config(training.TINY, tmp_path / "checkpoints", **overrides)
+    config = training.make_config(TINY, tmp_path / "checkpoints", **overrides)
 
     expected = {field: value for field, _, value in OVERRIDE_FLAGS.values()}
     assert overrides == {**expected, "gradient_checkpointing": True}
@@ -175,13 +177,11 @@ def test_select_policy_tiny_gives_the_warm_start():
     path, profile = training.select_policy("tiny")
 
     assert path == warm_start_path()
-    assert profile is training.TINY
-    assert path != tiny_model_path()  # never the random-weight model: GRPO cannot learn there
+    assert profile is TINY
+    assert path != tiny_random_dir()  # never the random-weight model: GRPO cannot learn there
 
 
-@pytest.mark.parametrize(
-    "profile, expected", [("auto", training.REAL), ("real", training.REAL), ("tiny", training.TINY)]
-)
+@pytest.mark.parametrize("profile, expected", [("auto", REAL), ("real", REAL), ("tiny", TINY)])
 def test_select_policy_local_folder(profile, expected):
     """A local folder (here: the warm start itself) is trained as given, never replaced."""
     folder = warm_start_path()
@@ -193,7 +193,7 @@ def test_select_policy_local_folder(profile, expected):
 
 
 def test_load_datasets_tiny():
-    train, evaluation = training.load_datasets(training.TINY, train_size=50, eval_size=20, seed=4)
+    train, evaluation = training.load_datasets(TINY, train_size=50, eval_size=20, seed=4)
 
     assert (len(train), len(evaluation)) == (50, 20)
     for dataset in (train, evaluation):
@@ -207,9 +207,9 @@ def test_load_datasets_tiny():
 
 
 def test_load_datasets_tiny_default_sizes():
-    train, evaluation = training.load_datasets(training.TINY)
+    train, evaluation = training.load_datasets(TINY)
 
-    assert (len(train), len(evaluation)) == (training.TINY.train_size, training.TINY.eval_size)
+    assert (len(train), len(evaluation)) == (TINY.train_size, TINY.evaluation.size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ def test_report_to_tensorboard_only_by_default(monkeypatch, tmp_path):
     monkeypatch.delenv("GRPO_USE_WANDB", raising=False)
 
     assert training.report_to() == ["tensorboard"]
-    assert training.make_config(training.TINY, tmp_path).report_to == ["tensorboard"]
+    assert training.make_config(TINY, tmp_path).report_to == ["tensorboard"]
 
 
 @pytest.mark.parametrize("value", ["0", "", "true", "yes"])
@@ -235,7 +235,7 @@ def test_report_to_adds_wandb_when_opted_in(monkeypatch, tmp_path):
     monkeypatch.setenv("GRPO_USE_WANDB", "1")
 
     assert training.report_to() == ["tensorboard", "wandb"]
-    assert training.make_config(training.TINY, tmp_path).report_to == ["tensorboard", "wandb"]
+    assert training.make_config(TINY, tmp_path).report_to == ["tensorboard", "wandb"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Greedy, batched evaluation: accuracy and format rates of a model on question/answer rows.
 
-Used by notebooks 03 and 06, `train_grpo.py` and `evaluate.py`, so every number in the
+Used by notebooks 03 and 06, `train_grpo.py` and `evaluate_model.py`, so every number in the
 tutorial is measured the same way: the same prompt, greedy decoding, the same reward
 functions deciding what counts as correct and well-formatted.
 """

@@ -1,4 +1,4 @@
-"""Tests for evaluate.py: a LoRA adapter saved by train_grpo.py, the plain tiny model, bad input.
+"""Tests for evaluate_model.py: a LoRA adapter saved by train_grpo.py, the tiny model, bad input.
 
 Everything runs in this process (`main([...])`), which saves the ~10 s that a fresh Python
 spends importing torch and transformers. The warm start comes from the default cache
@@ -17,10 +17,10 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-import evaluate
+import evaluate_model
 import train_grpo
-from models import describe
-from warm_start import warm_start_path
+from grpo.models import describe
+from offline_demo.warm_start import warm_start_path
 
 pytestmark = pytest.mark.usefixtures("warm_start_model")
 
@@ -52,8 +52,8 @@ def lora_run(tmp_path_factory):
 
 
 def run_cli(*args: str) -> dict:
-    """`evaluate.main` with the given arguments; returns the metrics.json it wrote."""
-    returned = evaluate.main(list(args))
+    """`evaluate_model.main` with the given arguments; returns the metrics.json it wrote."""
+    returned = evaluate_model.main(list(args))
     output_dir = args[args.index("--output-dir") + 1]
     with open(f"{output_dir}/metrics.json", encoding="utf-8") as file:
         written = json.load(file)
@@ -67,7 +67,7 @@ def read_rows(output_dir) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------
-# LoRA: train_grpo.py --lora saves an adapter, evaluate.py finds its base and merges it
+# LoRA: train_grpo.py --lora saves an adapter, evaluate_model.py finds its base and merges it
 # ---------------------------------------------------------------------------------------------
 
 
@@ -98,9 +98,9 @@ def test_evaluate_a_lora_adapter(lora_run, tmp_path):
 
 
 def test_adapter_is_merged_into_the_base_weights(lora_run):
-    base, adapter = evaluate.split_adapter(str(lora_run / "final"))
+    base, adapter = evaluate_model.split_adapter(str(lora_run / "final"))
     cpu = torch.device("cpu")
-    merged, _, base_path = evaluate.load_model(base, adapter, cpu, torch.float32)
+    merged, _, base_path = evaluate_model.load_model(base, adapter, cpu, torch.float32)
     plain = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     assert not isinstance(merged, PeftModel)
     assert not any("lora" in name for name in merged.state_dict())
@@ -136,10 +136,11 @@ def test_evaluate_the_tiny_model(tmp_path):
 
 
 def test_toy_test_split_is_what_train_grpo_evaluates_on():
-    from training import TINY, load_datasets
+    from grpo.profiles import TINY
+    from grpo.training import load_datasets
 
     _, held_out = load_datasets(TINY, eval_size=5)
-    questions = evaluate.load_questions("toy", "test", limit=5)["question"]
+    questions = evaluate_model.load_questions("toy", "test", limit=5)["question"]
     assert list(questions) == list(held_out["question"])
 
 
@@ -151,7 +152,9 @@ def test_toy_test_split_is_what_train_grpo_evaluates_on():
 def test_missing_model_path_names_the_path(tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.main(["--model", str(missing), "--dataset", "toy", "--output-dir", str(tmp_path)])
+        evaluate_model.main(
+            ["--model", str(missing), "--dataset", "toy", "--output-dir", str(tmp_path)]
+        )
     # A string code makes Python print it to stderr and exit with status 1.
     assert isinstance(exit_info.value.code, str)
     assert str(missing) in exit_info.value.code
@@ -165,14 +168,16 @@ def test_adapter_with_a_missing_base_suggests_the_adapter_flag(tmp_path):
     config = {"base_model_name_or_path": str(gone)}
     (adapter / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.main(["--model", str(adapter), "--dataset", "toy", "--output-dir", str(tmp_path)])
+        evaluate_model.main(
+            ["--model", str(adapter), "--dataset", "toy", "--output-dir", str(tmp_path)]
+        )
     assert str(gone) in exit_info.value.code
     assert "--adapter" in exit_info.value.code
 
 
 def test_adapter_flag_needs_an_adapter_folder(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.main(
+        evaluate_model.main(
             ["--model", "tiny", "--adapter", str(tmp_path), "--output-dir", str(tmp_path)]
         )
     assert "adapter_config.json" in exit_info.value.code
@@ -181,14 +186,14 @@ def test_adapter_flag_needs_an_adapter_folder(tmp_path):
 @pytest.mark.parametrize("flag", ["--limit", "--batch-size", "--max-new-tokens"])
 def test_zero_is_refused(flag, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.parse_args(["--model", "tiny", "--output-dir", str(tmp_path), flag, "0"])
+        evaluate_model.parse_args(["--model", "tiny", "--output-dir", str(tmp_path), flag, "0"])
     assert exit_info.value.code == 2  # argparse's usage error
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
 def test_vllm_backend_without_vllm_says_how_to_get_it(tmp_path):
     with pytest.raises(SystemExit, match="pip install vllm"):
-        evaluate.main(
+        evaluate_model.main(
             ["--model", "tiny", "--dataset", "toy", "--limit", "2", "--backend", "vllm"]
             + ["--output-dir", str(tmp_path)]
         )

@@ -94,3 +94,13 @@ def toy_dataset(count: int, seed: int) -> Dataset:
 def held_out_dataset(count: int, seed: int, train: Dataset) -> Dataset:
     """`count` distinct problems, none of which appears in `train`."""
     return as_dataset(unseen_problems(count, seed, train["question"]))
+
+
+def toy_splits(train_size: int, eval_size: int, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """The demo's training prompts and its held-out evaluation problems, drawn from `seed`.
+
+    `train_grpo.py` and `evaluate_model.py --dataset toy` both call this, so the same seed
+    gives the same two sets everywhere.
+    """
+    train = toy_dataset(train_size, seed=seed + 1)
+    return train, held_out_dataset(eval_size, seed=seed + 10_000, train=train)

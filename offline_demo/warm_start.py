@@ -24,8 +24,9 @@ from pathlib import Path
 from datasets import Dataset
 
 from data import build_prompt
-from models import build_once, cache_root, tiny_model_path
-from toy_task import ToyProblem, make_problems
+from grpo.cache import build_once, cache_root
+from offline_demo.tiny_model import tiny_random_path
+from offline_demo.toy_task import ToyProblem, make_problems
 
 WARM_START_VERSION = "v2"
 HABIT_REASONING_SHARE = 0.3  # how often the sloppy teacher still writes out its reasoning
@@ -87,7 +88,7 @@ def train_warm_start(output_dir: Path, seed: int = 0) -> None:
     solver_dir = output_dir / "solver"
     print("[warm start] 1/2: learning to solve the toy task (careful solutions) ...")
     supervised_pass(
-        tiny_model_path(),
+        tiny_random_path(),
         teacher_dataset(4000, seed=seed + 1, reasoning_share=1.0),
         solver_dir,
         epochs=3,
@@ -118,5 +119,5 @@ def warm_start_path() -> Path:
     return build_once(warm_start_dir(), train_warm_start)
 
 
-if __name__ == "__main__":  # `python warm_start.py`: build it before a multi-process launch
+if __name__ == "__main__":  # `python -m offline_demo.warm_start`: build before a multi-GPU launch
     print(warm_start_path())

@@ -1,13 +1,13 @@
 """Measure a model on GSM8K (or the toy task): accuracy, format rates and every completion.
 
-    python evaluate.py --model Qwen/Qwen2.5-0.5B-Instruct --output-dir runs/eval/base
-    python evaluate.py --model runs/qwen/final --output-dir runs/eval/grpo    # a full model
-    python evaluate.py --model runs/lora/final --output-dir runs/eval/lora    # a LoRA adapter
-    python evaluate.py --model tiny --dataset toy --output-dir runs/eval/tiny  # offline
+    python evaluate_model.py --model Qwen/Qwen2.5-0.5B-Instruct --output-dir runs/eval/base
+    python evaluate_model.py --model runs/qwen/final --output-dir runs/eval/grpo    # a full model
+    python evaluate_model.py --model runs/lora/final --output-dir runs/eval/lora    # a LoRA adapter
+    python evaluate_model.py --model tiny --dataset toy --output-dir runs/eval/tiny  # offline
 
 `--model` takes what `train_grpo.py --model` takes (a local folder, a model id, `tiny`) and
 also a LoRA adapter folder, recognised by its adapter_config.json. The numbers come from
-`evaluation.evaluate`, the function behind train_grpo.py's before/after numbers, so they
+`grpo.evaluation.evaluate`, the function behind train_grpo.py's before/after numbers, so they
 can be compared directly. Writes metrics.json and completions.jsonl to --output-dir.
 """
 
@@ -24,11 +24,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, GenerationConfig, PreTrainedTokenizerBase
 
-import artifacts
 from data import SPLITS, load_gsm8k
-from evaluation import EvalResult, evaluate
-from models import choose_device, choose_dtype, describe, load_tokenizer
-from training import REAL, TINY, Profile, load_datasets, select_policy
+from grpo import artifacts
+from grpo.evaluation import EvalResult, evaluate
+from grpo.models import choose_device, describe, inference_dtype, load_tokenizer, resolve_model
+from grpo.profiles import EVAL_SETTINGS, TINY
+from offline_demo.toy_task import toy_splits
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -72,21 +73,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def profile_for(dataset: str) -> Profile:
-    """The training profile whose evaluation settings fit `dataset`: the toy task's answers
-    are short, GSM8K's need room for the reasoning."""
-    return TINY if dataset == "toy" else REAL
-
-
 def load_questions(dataset: str, split: str, limit: int | None, seed: int = 0) -> Dataset:
     """Question/answer/prompt rows. The toy task gives the problems train_grpo.py trains on
     (train) and evaluates on (test) with the same seed: --limit N keeps the first N."""
     if dataset == "gsm8k":
         return load_gsm8k(split, limit=limit)
-    if split == "train":
-        return load_datasets(TINY, train_size=limit, seed=seed)[0]
-    # The held-out set excludes the questions of the profile's full training set.
-    return load_datasets(TINY, eval_size=limit, seed=seed)[1]
+    train, test = toy_splits(TINY.train_size, limit or TINY.evaluation.size, seed)
+    rows = train if split == "train" else test
+    return rows.select(range(min(limit, len(rows)))) if limit else rows
 
 
 def split_adapter(model: str, adapter: Path | None = None) -> tuple[str, Path | None]:
@@ -114,7 +108,7 @@ def load_model(base: str, adapter: Path | None, device: torch.device, dtype: tor
     adapter is merged into the base weights: generation then runs at the base model's
     speed instead of paying for the extra LoRA matrix products at every token.
     """
-    base_path, _ = select_policy(base)
+    base_path = resolve_model(base)
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
     if adapter is not None:
         from peft import PeftModel
@@ -172,9 +166,9 @@ def load_vllm_model(
     """vLLM reads weights from a folder: an adapter is merged into a temporary copy first."""
     if importlib.util.find_spec("vllm") is None:
         raise SystemExit("--backend vllm needs vLLM: `pip install vllm` (Linux + CUDA GPU only).")
-    dtype = choose_dtype(torch.device("cuda"))
+    dtype = inference_dtype(torch.device("cuda"))
     if adapter is None:
-        base_path, _ = select_policy(base)
+        base_path = resolve_model(base)
         tokenizer = load_tokenizer(base_path)
         return VLLMModel(base_path, tokenizer.pad_token_id), tokenizer, base_path
     merged, tokenizer, base_path = load_model(base, adapter, torch.device("cpu"), dtype)
@@ -199,15 +193,15 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     base, adapter = split_adapter(args.model, args.adapter)
     dataset = load_questions(args.dataset, args.split, args.limit, args.seed)
-    profile = profile_for(args.dataset)
-    max_new_tokens = args.max_new_tokens or profile.max_new_tokens
-    batch_size = args.batch_size or profile.eval_batch_size
+    settings = EVAL_SETTINGS[args.dataset]
+    max_new_tokens = args.max_new_tokens or settings.max_new_tokens
+    batch_size = args.batch_size or settings.batch_size
     if args.backend == "vllm":
         model, tokenizer, base_path = load_vllm_model(base, adapter)
         batch_size = max(len(dataset), 1)  # one call: vLLM schedules the whole set itself
     else:
         device = choose_device()
-        model, tokenizer, base_path = load_model(base, adapter, device, choose_dtype(device))
+        model, tokenizer, base_path = load_model(base, adapter, device, inference_dtype(device))
 
     print(f"Evaluating {args.model} on {len(dataset)} {args.dataset} {args.split} questions ...")
     result = evaluate(model, tokenizer, dataset, max_new_tokens, batch_size)
@@ -236,7 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
         hint = ""
         if args.adapter is None and (Path(args.model).expanduser() / ADAPTER_CONFIG).is_file():
             hint = " (the adapter's base model; pass it with --model BASE --adapter DIR)"
-        raise SystemExit(f"evaluate.py: {error}{hint}") from error
+        raise SystemExit(f"evaluate_model.py: {error}{hint}") from error
 
 
 if __name__ == "__main__":

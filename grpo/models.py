@@ -1,0 +1,211 @@
+"""Choosing and loading the policy model: one place for the name, the device and the dtype.
+
+One setting picks the model, the environment variable ``GRPO_MODEL`` (or a `name` argument):
+
+* unset or ``auto``: Qwen2.5-0.5B-Instruct if it is cached or a source answers. Otherwise,
+  on a CPU-only machine, the embedded ``tiny`` model with a notice; on a machine with a
+  CUDA GPU, an error (a learner paying for a GPU wants the real model, not a toy);
+* ``real``: Qwen/Qwen2.5-0.5B-Instruct, or an error naming the sources tried;
+* ``tiny``: the embedded demo model, warm-started on the toy task (see `offline_demo`);
+* ``tiny-random``: the same tiny Qwen2 with random weights, before any training;
+* anything else: a local folder, or a model id on ModelScope / the Hugging Face hub.
+
+Training always keeps fp32 master weights (bf16 only as autocast, set in `GRPOConfig`):
+at a learning rate of 5e-6 most AdamW updates are smaller than half a bf16 step and
+would round away. Evaluation-only loads may use bf16 to halve memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from grpo import netcheck
+from grpo.cache import cache_root
+from offline_demo.tiny_model import ENDOFTEXT, tiny_random_dir, tiny_random_path
+from offline_demo.warm_start import warm_start_dir, warm_start_path
+
+REAL_MODEL_ID = "Qwen/Qwen2.5-0.5B-Instruct"
+MODEL_ENV_VAR = "GRPO_MODEL"
+NAMED_MODELS = ("auto", "real", "tiny", "tiny-random")
+OFFLINE_WAYS_OUT = (
+    f"To run without it, set {MODEL_ENV_VAR}=tiny (the embedded demo model) or pass a local "
+    "folder that holds the downloaded model."
+)
+
+
+class ModelUnavailable(RuntimeError):
+    """The requested model could not be found or downloaded (a user problem, not a bug)."""
+
+
+def _download_attempts(model_id: str) -> list[tuple[str, Callable[[], str] | None, str]]:
+    """(source, how to fetch, why skipped) in the order tried: local caches cost no network."""
+    from huggingface_hub import snapshot_download as from_hf
+    from modelscope import snapshot_download as from_modelscope
+
+    ms_ok, hf_ok = netcheck.modelscope_reachable(), netcheck.hub_reachable()
+    return [
+        ("ModelScope cache", lambda: from_modelscope(model_id, local_files_only=True), ""),
+        ("Hugging Face cache", lambda: from_hf(model_id, local_files_only=True), ""),
+        (
+            "ModelScope",
+            (lambda: from_modelscope(model_id)) if ms_ok else None,
+            f"{netcheck.modelscope_endpoint()} unreachable",
+        ),
+        (
+            "Hugging Face hub",
+            (lambda: from_hf(model_id)) if hf_ok else None,
+            f"{netcheck.hub_endpoint()} unreachable or offline mode",
+        ),
+    ]
+
+
+def download(model_id: str) -> Path:
+    """A local snapshot of `model_id`, from the first source that has it.
+
+    ModelScope comes before the Hugging Face hub because most of this tutorial's learners
+    are in mainland China, where it is the faster (often the only) choice.
+    """
+    failures: list[str] = []
+    for source, fetch, why_skipped in _download_attempts(model_id):
+        if fetch is None:
+            failures.append(f"{source}: {why_skipped}")
+            continue
+        try:
+            return Path(fetch())
+        except Exception as error:  # any failure means: try the next source
+            reason = "not found" if source.endswith("cache") else f"{type(error).__name__}: {error}"
+            failures.append(f"{source}: {reason[:200]}")
+    raise ModelUnavailable(
+        f"Could not get {model_id!r}. Tried: " + "; ".join(failures) + ". " + OFFLINE_WAYS_OUT
+    )
+
+
+def looks_like_path(name: str) -> bool:
+    """True for names meant as folders: explicit paths, existing ones, and anything with more
+    than one '/' or whose first part is a local folder (`runs/mian/final`), which a hub id
+    ('Org/Name') never is."""
+    if name.startswith(("/", "./", "../", "~", ".\\")) or Path(name).expanduser().exists():
+        return True
+    parts = Path(name).parts
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
+
+
+def requested_name(name: str | None = None) -> str:
+    """`name`, else $GRPO_MODEL, else "auto"; blank values count as unset."""
+    chosen = (name or "").strip() or os.environ.get(MODEL_ENV_VAR, "").strip() or "auto"
+    return chosen.lower() if chosen.lower() in NAMED_MODELS else chosen
+
+
+def resolve_model(name: str | None = None, require_real: bool = False) -> Path:
+    """The local folder of the model named by `name` or $GRPO_MODEL (see the module doc).
+
+    `require_real` turns the automatic choice strict, as a GPU does: a run that asked for
+    the real model must not quietly train the tiny one.
+    """
+    name = requested_name(name)
+    if name == "tiny":
+        return warm_start_path()
+    if name == "tiny-random":
+        return tiny_random_path()
+    if name == "auto":
+        if require_real or torch.cuda.is_available():
+            return download(REAL_MODEL_ID)
+        try:
+            return download(REAL_MODEL_ID)
+        except ModelUnavailable as error:
+            print(f"[models] {error}\n[models] No GPU here: using the embedded tiny model.")
+            return warm_start_path()
+    if looks_like_path(name):
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise ModelUnavailable(f"Model folder not found: {path}")
+        return path
+    return download(REAL_MODEL_ID if name == "real" else name)
+
+
+def is_embedded(path: Path) -> bool:
+    """True for the two tiny models (random or warm-started), which use the toy profile."""
+    return path.resolve() in {warm_start_dir().resolve(), tiny_random_dir().resolve()}
+
+
+def choose_device(requested: str | None = None) -> torch.device:
+    """`requested` if the hardware has it, else the best available, with a notice on fallback."""
+    if requested is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(device.type, False):
+        print(f"[models] {requested!r} was requested but is not available here: using the CPU.")
+        return torch.device("cpu")
+    return device
+
+
+def gpu_supports_bf16() -> bool:
+    """True on GPUs with native bf16 (Ampere and newer: A100, 30x0/40x0, H100).
+
+    Colab's free T4 only emulates bf16, which is slower than fp32 there.
+    """
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """bf16 for evaluation on GPUs that have it (half the memory), else float32.
+
+    CPUs get float32: bf16 matmuls on most CPUs are slower and less precise than fp32.
+    """
+    return torch.bfloat16 if device.type == "cuda" and gpu_supports_bf16() else torch.float32
+
+
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The model's tokenizer, set up for batched generation.
+
+    Decoder-only models continue the text at the right end of each row, so batches are padded
+    on the left. The pad token stays Qwen's own `<|endoftext|>`, distinct from the
+    end-of-turn `<|im_end|>`, so padding can never be mistaken for a real stop.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        raise ValueError(f"The tokenizer at {path} has no pad token; Qwen's is {ENDOFTEXT!r}.")
+    return tokenizer
+
+
+def load_policy(
+    name: str | Path | None = None,
+    *,
+    device: str | torch.device | None = None,
+    for_training: bool = False,
+    require_real: bool = False,
+):
+    """(model, tokenizer, folder): the one loader behind every notebook and command line.
+
+    For training the weights stay float32 whatever the GPU (mixed precision is the
+    trainer's job); for evaluation they are bf16 where the GPU supports it.
+    """
+    path = name if isinstance(name, Path) else resolve_model(name, require_real=require_real)
+    target = device if isinstance(device, torch.device) else choose_device(device)
+    dtype = torch.float32 if for_training else inference_dtype(target)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(target)
+    print(f"[models] Loaded {describe(path)} on {target} in {str(dtype).removeprefix('torch.')}.")
+    return model, load_tokenizer(path), path
+
+
+def describe(path: Path) -> str:
+    """A short, machine-independent name for a model folder (no home directory in logs)."""
+    path = Path(path)
+    if path.resolve() == warm_start_dir().resolve():
+        return "tiny (the embedded demo model, warm-started)"
+    if path.is_relative_to(cache_root()):
+        return f"the embedded {path.name} model"
+    if path.parent.name == "snapshots":  # Hugging Face cache: models--Org--Name/snapshots/<hash>
+        return path.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return path.name.replace("___", ".")  # ModelScope escapes the dots in folder names

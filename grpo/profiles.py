@@ -1,0 +1,100 @@
+"""What a run trains on, with which GRPO settings, and how it is evaluated: one dataclass.
+
+Standard library only, so the command lines can check arguments and print a plan before
+torch, transformers and TRL are imported.
+
+* ``real``: Qwen2.5-0.5B-Instruct on all of GSM8K with the seed tutorial's hyper-parameters,
+  mapped onto the pinned TRL (see `REAL_GRPO`);
+* ``tiny``: the embedded demo model on the toy task, a few CPU minutes, so a learner
+  without a GPU (and CI) can watch rewards and accuracy rise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Greedy evaluation of one dataset: how many questions, how long an answer, batch size."""
+
+    dataset: str  # "gsm8k" or "toy"
+    size: int | None  # None: the whole test split
+    max_new_tokens: int
+    batch_size: int
+
+
+GSM8K_EVAL = EvalSettings("gsm8k", size=None, max_new_tokens=200, batch_size=64)
+TOY_EVAL = EvalSettings("toy", size=200, max_new_tokens=48, batch_size=100)
+EVAL_SETTINGS = {settings.dataset: settings for settings in (GSM8K_EVAL, TOY_EVAL)}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that differs between a real run and the offline demonstration."""
+
+    name: str
+    dataset: str  # "gsm8k" or "toy": the training prompts
+    train_size: int | None  # None: the whole training split
+    grpo: MappingProxyType  # GRPOConfig keyword arguments
+    evaluation: EvalSettings
+
+    def with_grpo(self, **changes: Any) -> dict:
+        """The profile's GRPOConfig arguments with `changes` applied (a fresh dict)."""
+        return {**self.grpo, **changes}
+
+
+# The seed tutorial's GRPO settings, translated to the pinned TRL:
+# * `per_device_train_batch_size` counts completions, not prompts: the seed's 16 already
+#   equals `num_generations`, so one micro-batch is one prompt's group of 16, and 4
+#   accumulation steps make 64 completions (4 prompts) per optimiser step.
+# * `max_prompt_length` and `vllm_device` no longer exist: prompts are kept short in
+#   `data.py` (no few-shot examples), and vLLM runs inside the training process.
+# * `beta` now defaults to 0 (no reference model); the seed's TRL used 0.04, as does the
+#   DeepSeekMath paper, and so do we.
+# * `loss_type` now defaults to "dapo"; we keep the original "grpo" objective that the
+#   tutorial derives (per-sequence mean over tokens, then mean over the group).
+REAL_GRPO = MappingProxyType(
+    dict(
+        learning_rate=5e-6,
+        adam_beta1=0.9,
+        adam_beta2=0.99,
+        weight_decay=0.1,
+        warmup_steps=0.1,  # a float < 1 is a ratio (warmup_ratio is gone in transformers 5)
+        lr_scheduler_type="cosine",
+        logging_steps=1,
+        per_device_train_batch_size=16,
+        gradient_accumulation_steps=4,
+        num_generations=16,
+        max_completion_length=200,
+        num_train_epochs=1,
+        save_steps=100,
+        max_grad_norm=0.1,
+        beta=0.04,
+        loss_type="grpo",
+        gradient_checkpointing=True,
+    )
+)
+
+# The warm-started tiny model: larger steps, short answers, few steps, and no gradient
+# checkpointing (a 4-layer model has no activations worth recomputing).
+TINY_GRPO = MappingProxyType(
+    dict(
+        REAL_GRPO,
+        learning_rate=2e-4,
+        per_device_train_batch_size=32,
+        gradient_accumulation_steps=1,
+        num_generations=8,
+        max_completion_length=48,
+        num_train_epochs=1,
+        max_steps=80,
+        max_grad_norm=1.0,
+        gradient_checkpointing=False,
+    )
+)
+
+REAL = Profile("real", dataset="gsm8k", train_size=None, grpo=REAL_GRPO, evaluation=GSM8K_EVAL)
+TINY = Profile("tiny", dataset="toy", train_size=2000, grpo=TINY_GRPO, evaluation=TOY_EVAL)
+PROFILES = {profile.name: profile for profile in (REAL, TINY)}
