@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine:
 #   make train   set up .venv and run the GRPO pipeline (embedded tiny model when offline)
-#   make test    set up .venv and run the unit tests and all six notebooks
+#   make test    set up .venv and run lint, every test and all six notebooks
+#   make test-fast   the unit tests that build no model (well under a minute)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 OUTPUT_DIR ?= runs/main
 
-.PHONY: setup train test lint
+.PHONY: setup train test test-fast lint
 
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,11 @@ train: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: setup
 	$(BIN)/ruff check .

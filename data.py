@@ -12,10 +12,12 @@ import json
 import os
 import warnings
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from grpo import netcheck
+
+if TYPE_CHECKING:  # `datasets` is imported where used: `check_local_dir` must stay light
+    import datasets
 
 SYSTEM_PROMPT = (
     "Respond in the following format:\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>"
@@ -37,6 +39,30 @@ OFFLINE_HINT = (
     "(or pass source='local', path=...)."
 )
 MAX_REPORTED_PROBLEMS = 20
+
+
+class DataUnavailable(RuntimeError):
+    """GSM8K could not be loaded from the source asked for (a user problem, not a bug)."""
+
+
+def check_local_dir() -> Path | None:
+    """The GSM8K_DIR folder, checked: it must hold both train.jsonl and test.jsonl.
+
+    One file for both splits would serve the test questions as training prompts, so a file
+    (or a folder missing a split) is refused. None when GSM8K_DIR is not set.
+    """
+    location = os.environ.get(LOCAL_DIR_ENV_VAR, "").strip()
+    if not location:
+        return None
+    folder = Path(location).expanduser()
+    missing = [f"{split}.jsonl" for split in SPLITS if not (folder / f"{split}.jsonl").is_file()]
+    if not folder.is_dir() or missing:
+        what = "is not a folder" if not folder.is_dir() else f"lacks {' and '.join(missing)}"
+        raise DataUnavailable(
+            f"{LOCAL_DIR_ENV_VAR}={location} {what}: it must be a folder holding GSM8K's "
+            "train.jsonl and test.jsonl"
+        )
+    return folder
 
 
 def extract_hash_answer(text: object) -> str | None:
@@ -102,6 +128,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def _records_from_hub(split: str) -> tuple[list[dict], str]:
+    import datasets
+
     # With HF_HUB_OFFLINE=1 set before `datasets` was imported, load_dataset answers from
     # its cache without touching the network, so a copy downloaded earlier still works.
     if not datasets.config.HF_HUB_OFFLINE and not netcheck.hub_reachable():
@@ -117,6 +145,7 @@ def _records_from_modelscope(split: str) -> tuple[list[dict], str]:
     that extra pins an older `datasets` than this project uses)."""
     if not netcheck.modelscope_reachable():
         raise ConnectionError(f"{netcheck.modelscope_endpoint()} is unreachable")
+    import datasets
     from modelscope import snapshot_download
 
     folder = Path(snapshot_download(MODELSCOPE_DATASET, repo_type="dataset"))
@@ -137,10 +166,12 @@ def _split_files(folder: Path, split: str) -> list[Path]:
 
 def _local_file(split: str, path: str | Path | None) -> Path:
     """`path` (a folder with <split>.jsonl, or the file itself), else the GSM8K_DIR folder."""
-    location = path or os.environ.get(LOCAL_DIR_ENV_VAR, "").strip()
-    if not location:
-        raise FileNotFoundError(f"no path given and {LOCAL_DIR_ENV_VAR} is not set")
-    location = Path(location).expanduser()
+    if path is None:
+        folder = check_local_dir()
+        if folder is None:
+            raise FileNotFoundError(f"no path given and {LOCAL_DIR_ENV_VAR} is not set")
+        return folder / f"{split}.jsonl"
+    location = Path(path).expanduser()
     return location / f"{split}.jsonl" if location.is_dir() else location
 
 
@@ -199,7 +230,7 @@ def _load_named_source(source: str, split: str, path: str | Path | None) -> tupl
     try:
         return _load_rows(source, split, path)
     except Exception as error:  # whatever went wrong, say so together with the way out
-        raise RuntimeError(
+        raise DataUnavailable(
             f"Could not load GSM8K {split} from source '{source}': {_short_reason(error)}.\n"
             + OFFLINE_HINT
         ) from error
@@ -217,7 +248,7 @@ def _load_first_available(split: str, path: str | Path | None) -> tuple[list[dic
         if failures:
             print(f"GSM8K: could not use {'; '.join(failures)}. Using {source} instead.")
         return rows, origin
-    raise RuntimeError(f"Could not load GSM8K {split} from any source: {'; '.join(failures)}")
+    raise DataUnavailable(f"Could not load GSM8K {split} from any source: {'; '.join(failures)}")
 
 
 def _chosen_source(source: str | None, path: str | Path | None) -> str | None:
@@ -245,6 +276,8 @@ def load_gsm8k(
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of rows or None, got {limit}")
     chosen = _chosen_source(source, path)
+    if path is None and chosen in (None, "local"):
+        check_local_dir()  # a wrong GSM8K_DIR is an error, not a reason to fall back
     if chosen is None:
         rows, origin = _load_first_available(split, path)
     else:
@@ -252,4 +285,6 @@ def load_gsm8k(
     kept = rows[:limit] if limit is not None else rows
     count = f"the first {len(kept)} of {len(rows)}" if len(kept) < len(rows) else len(kept)
     print(f"GSM8K {split}: {count} rows from {origin}")
+    import datasets
+
     return datasets.Dataset.from_list(kept)

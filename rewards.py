@@ -60,6 +60,7 @@ _STRICT_END = "\n</answer>"
 _TAGS = ("<reasoning>", "</reasoning>", "<answer>", "</answer>")
 
 _XML_TAGS = ("<reasoning>\n", "\n</reasoning>\n", "\n<answer>\n", "\n</answer>")
+_CLOSING_ANSWER = "</answer>"
 
 RewardFunc = Callable[..., list[float]]
 
@@ -93,11 +94,19 @@ def extract_xml_answer(text: str) -> str:
 
 
 def _parse_number(text: str) -> Decimal | None:
-    """Read text like "$1,000." or "-0.50" as an exact Decimal, else None.
+    """Read text like "$1,000.", "$ 1 000 ." or "-0.50" as an exact Decimal, else None.
 
+    Models write numbers the way people do: spaces around the sign, the dollar and the
+    final period are dropped, and a space between digits is a thousands separator, held to
+    the same groups of three as a comma ("1 000" is 1000, "1 2" is not a number).
     Decimal avoids float surprises: "0.1" and "0.10" compare equal, exactly.
     """
-    cleaned = text.replace("$", "").strip().removesuffix(".")
+    cleaned = ""
+    for part in text.replace("$", "").split():
+        if cleaned[-1:].isdigit() and part[:1].isdigit():
+            cleaned += ","
+        cleaned += part
+    cleaned = cleaned.removesuffix(".")
     if _NUMBER.fullmatch(cleaned) is None:
         return None
     return Decimal(cleaned.replace(",", ""))
@@ -212,16 +221,17 @@ def soft_format_reward_func(
 def count_xml(text: str) -> float:
     """Score partial format progress: 0.125 per tag present exactly once, max 0.5.
 
-    Each character after the last "\\n</answer>" costs 0.001 (one newline right
-    after the tag is free), which discourages rambling past the answer. Without
-    "\\n</answer>" there is no trailing penalty. The penalty is not clamped: the
-    score is at most 0.5 and turns negative once trailing text outweighs the
-    tag credit (more than 125 characters after a lone closing tag, say).
+    Each character after the last "</answer>" costs 0.001 (one newline right after
+    the tag is free), which discourages rambling past the answer, whatever precedes
+    the tag ("72</answer>zzzz" pays for "zzzz" too). Without "</answer>" there is no
+    trailing penalty. The penalty is not clamped: the score is at most 0.5 and turns
+    negative once trailing text outweighs the tag credit (more than 125 characters
+    after a lone closing tag, say).
     """
     score = XML_TAG_REWARD * sum(text.count(tag) == 1 for tag in _XML_TAGS)
-    closing = text.rfind(_STRICT_END)
+    closing = text.rfind(_CLOSING_ANSWER)
     if closing != -1:
-        trailing = text[closing + len(_STRICT_END) :].removeprefix("\n")
+        trailing = text[closing + len(_CLOSING_ANSWER) :].removeprefix("\n")
         score -= TRAILING_CHAR_PENALTY * len(trailing)
     return score
 
@@ -243,3 +253,55 @@ REWARD_FUNCS: list[RewardFunc] = [
     int_reward_func,
     correctness_reward_func,
 ]
+
+
+# --- Opt-in: a stricter reward against hollow reasoning ------------------------------------
+# Not part of REWARD_FUNCS. The five rewards above pay the full 4.0 for
+# "<reasoning>\n\n</reasoning>\n<answer>\n18\n</answer>": the tags are there, the answer is
+# right, and nothing checks that any reasoning happened. Add this function to the list
+# (`[*REWARD_FUNCS, grounded_reasoning_reward_func]`) to pay for reasoning that shows work.
+
+_ARITHMETIC_STEP = re.compile(r"[0-9]\s*[-+*/×]\s*[0-9]")
+_NUMBER_TOKEN = re.compile(r"-?[0-9][0-9,]*(?:\.[0-9]+)?")
+
+
+def reasoning_block(text: str) -> str:
+    """The text between the first <reasoning> and the next </reasoning>, else ""."""
+    start = text.find("<reasoning>")
+    if start == -1:
+        return ""
+    start += len("<reasoning>")
+    end = text.find("</reasoning>", start)
+    return text[start:end] if end != -1 else ""
+
+
+def shows_work(text: str) -> bool:
+    """True when the reasoning block holds an arithmetic step ("9 * 2") and the final
+    answer, as a number, somewhere in it: the answer was worked out, not just announced."""
+    reasoning = reasoning_block(text)
+    if _ARITHMETIC_STEP.search(reasoning) is None:
+        return False
+    answer = _parse_number(extract_xml_answer(text))
+    if answer is None:
+        return False
+    return any(
+        _parse_number(token.rstrip(",")) == answer for token in _NUMBER_TOKEN.findall(reasoning)
+    )
+
+
+def grounded_reasoning_reward_func(
+    prompts: Sequence[object],
+    completions: Sequence[object],
+    answer: Sequence[object] | None = None,
+    **kwargs: object,
+) -> list[float]:
+    """Opt-in: reward 0.5 when the reasoning shows a calculation that reaches the answer.
+
+    It does not check that the arithmetic is right or that the answer is correct; the
+    correctness reward does the latter. It only makes an empty or decorative reasoning
+    block earn less than one that works the answer out.
+    """
+    return [
+        FORMAT_REWARD if shows_work(completion_text(completion)) else 0.0
+        for completion in completions
+    ]

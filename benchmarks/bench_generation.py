@@ -4,14 +4,15 @@ Both paths answer the same GSM8K test questions with the same model, greedy deco
 the same `max_new_tokens`:
 
 * loop: the seed tutorial's approach, one `model.generate` call per question;
-* batched: `evaluation.generate`, left-padded batches of `--batch-sizes` questions;
-* length-sorted: the same, on the questions sorted by prompt length (less padding), for
-  each batch size smaller than the number of questions.
+* batched: `evaluation.generate(..., sort_by_length=False)`, left-padded batches of
+  `--batch-sizes` questions in the input order;
+* length-sorted: `evaluation.generate` as the tutorial calls it, batches of questions of
+  similar prompt length (less padding), answers returned in the input order.
 
-The embedded tiny model has random weights and never emits its stop token, so every answer
-runs to `max_new_tokens` in both paths: the comparison does the same amount of decoding on
-each side. The real model stops early on most answers; a batch then runs until its longest
-answer is done, which the tokens/s figure shows.
+The default model is the random-weight tiny model (`tiny-random`): it never emits its stop
+token, so every answer runs to `max_new_tokens` in every path and each side does the same
+amount of decoding. A trained model stops early on most answers; a batch then runs until
+its longest answer is done, which the tokens/s figure shows.
 
 Run from the repository root (offline: the tiny model and the embedded GSM8K excerpt):
 
@@ -37,12 +38,16 @@ from grpo.models import load_policy
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="tiny", help="tiny (default) | real | folder | id")
+    parser.add_argument(
+        "--model", default="tiny-random", help="tiny-random (default) | tiny | real | folder | id"
+    )
     parser.add_argument("--device", help="cpu | cuda | mps (default: the best available)")
     parser.add_argument("--questions", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-sizes", default="64,16", help="comma-separated")
-    parser.add_argument("--repeats", type=int, default=1, help="timed runs per path (best kept)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="interleaved timed rounds (best kept per path)"
+    )
     parser.add_argument(
         "--threads", type=int, help="torch intra-op threads (default: torch's choice)"
     )
@@ -91,38 +96,15 @@ def one_at_a_time(model, tokenizer, prompts, max_new_tokens: int) -> list[Genera
     return results
 
 
-def length_sorted(model, tokenizer, prompts, max_new_tokens: int, batch_size: int):
-    """`evaluation.generate` on the prompts sorted by length, answers back in the input order.
-
-    Batches of similar lengths carry less left padding, which every decoding step pays for.
-    """
-    texts = [
-        tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
-    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lengths.__getitem__)
-    answers = generate(
-        model, tokenizer, [prompts[i] for i in order], max_new_tokens, batch_size, progress=False
-    )
-    in_input_order: list[Generation] = [answers[0]] * len(prompts)
-    for position, index in enumerate(order):
-        in_input_order[index] = answers[position]
-    return in_input_order
-
-
-def timed(run: Callable[[], list[Generation]], repeats: int) -> tuple[float, list[Generation]]:
-    """Best wall time of `repeats` runs, and the answers of the last one."""
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        answers = run()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times), answers
+def timed(run: Callable[[], list[Generation]]) -> tuple[float, list[Generation]]:
+    """Wall time of one run, and its answers."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    answers = run()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, answers
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     print(machine_info(model))
     print(
         f"{len(prompts)} questions, max_new_tokens={args.max_new_tokens}, greedy, "
-        f"best of {args.repeats}\n"
+        f"best of {args.repeats} interleaved rounds\n"
     )
 
     # Warm-up: the first generate call pays for lazy initialisation in both paths.
@@ -157,48 +139,68 @@ def main(argv: list[str] | None = None) -> None:
             (
                 f"batched, batch_size={size}",
                 lambda size=size: generate(
-                    model, tokenizer, prompts, args.max_new_tokens, batch_size=size, progress=False
+                    model,
+                    tokenizer,
+                    prompts,
+                    args.max_new_tokens,
+                    size,
+                    progress=False,
+                    sort_by_length=False,
                 ),
             )
         )
-
-    for size in batch_sizes:
-        if size < len(prompts):
+        if size < len(prompts):  # one batch of everything is the same either way
             paths.append(
                 (
                     f"length-sorted, batch_size={size}",
-                    lambda size=size: length_sorted(
-                        model, tokenizer, prompts, args.max_new_tokens, size
+                    lambda size=size: generate(
+                        model, tokenizer, prompts, args.max_new_tokens, size, progress=False
                     ),
                 )
             )
 
+    # Interleaved rounds: a change in the machine's load hits every path alike.
+    times: dict[str, list[float]] = {name: [] for name, _ in paths}
+    answers_by_path: dict[str, list[Generation]] = {}
+    peak_mib: dict[str, float] = {}
+    for _ in range(args.repeats):
+        for name, run in paths:
+            if on_gpu:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            seconds, answers_by_path[name] = timed(run)
+            times[name].append(seconds)
+            if on_gpu:
+                peak = torch.cuda.max_memory_allocated() / 2**20
+                peak_mib[name] = max(peak_mib.get(name, 0.0), peak)
+
     header = f"{'path':<30}{'seconds':>9}{'questions/s':>13}{'tokens/s':>10}{'mean tokens':>13}"
-    if on_gpu:
-        header += f"{'peak GPU MiB':>14}"
-    print(header)
-    seconds_by_path: dict[str, float] = {}
-    for name, run in paths:
-        if on_gpu:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        seconds, answers = timed(run, args.repeats)
-        seconds_by_path[name] = seconds
+    print(header + (f"{'peak GPU MiB':>14}" if on_gpu else ""))
+    for name, _ in paths:
+        seconds, answers = min(times[name]), answers_by_path[name]
         tokens = sum(answer.num_tokens for answer in answers)
         line = (
             f"{name:<30}{seconds:>9.2f}{len(prompts) / seconds:>13.2f}{tokens / seconds:>10.0f}"
             f"{statistics.mean(a.num_tokens for a in answers):>13.1f}"
         )
-        if on_gpu:
-            line += f"{torch.cuda.max_memory_allocated() / 2**20:>14.0f}"
-        print(line, flush=True)
+        print(line + (f"{peak_mib[name]:>14.0f}" if on_gpu else ""))
 
-    loop_seconds = seconds_by_path.get("loop, 1 at a time")
-    if loop_seconds:
-        print()
-        for name, seconds in seconds_by_path.items():
-            if name != "loop, 1 at a time":
-                print(f"speed-up of {name} over the loop: {loop_seconds / seconds:.1f}x")
+    print()
+    loop = "loop, 1 at a time"
+    for name, _ in paths:
+        if loop in times and name != loop:
+            print(f"speed-up of {name} over the loop: {min(times[loop]) / min(times[name]):.2f}x")
+    for size in batch_sizes:
+        plain, by_length = f"batched, batch_size={size}", f"length-sorted, batch_size={size}"
+        if by_length in times:
+            assert answers_by_path[by_length] == answers_by_path[plain], "sorting changed answers"
+            rounds = ", ".join(
+                f"{a / b:.2f}" for a, b in zip(times[plain], times[by_length], strict=True)
+            )
+            print(
+                f"length-sorted over batched, batch_size={size}: "
+                f"{min(times[plain]) / min(times[by_length]):.2f}x (each round: {rounds})"
+            )
     print(f"\nload average at the end (1/5/15 min): {load_average()}")
 
 

@@ -21,11 +21,23 @@ def _current_umask() -> int:
     return mask
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the hidden temp files that a killed writer left in `folder` (SIGKILL runs no
+    cleanup). Only for a folder no other process is writing to, such as a locked run folder."""
+    stale = [p for p in Path(folder).glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _write_atomically(path: Path, write: Callable[[IO], None], mode: str = "w") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     encoding = None if "b" in mode else "utf-8"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             write(handle)

@@ -17,6 +17,18 @@ def cache_root() -> Path:
     return Path(root)
 
 
+def _build_beside(target: Path, build: Callable[[Path], None]) -> Path:
+    """Run `build` in a fresh temporary folder next to `target` (same disk: renames are atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        build(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Run `build(tmp_dir)` and move the result to `target` atomically, unless it exists.
 
@@ -25,14 +37,28 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp = _build_beside(target, build)
     try:
-        build(tmp)
         tmp.rename(target)
     except OSError:
         if not target.exists():  # a concurrent builder did not win the race either
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def rebuild(target: Path, build: Callable[[Path], None]) -> Path:
+    """Build a new `target` and swap it in only once the build succeeded.
+
+    Until the swap the old folder stays in place, so a failed or interrupted rebuild of a
+    committed artefact leaves the working copy as it was.
+    """
+    tmp = _build_beside(target, build)
+    old = target.with_name(f".{target.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
     return target

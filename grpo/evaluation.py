@@ -11,8 +11,24 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig
 
 from rewards import correctness_reward_func, soft_format_reward_func, strict_format_reward_func
+
+# Plain greedy decoding, whatever the model's generation_config.json asks for (Qwen2.5's asks
+# for repetition_penalty 1.1 and sampling at temperature 0.7, top_p 0.8, top_k 20).
+# transformers fills every field left unset from the model's file, so each decoding and
+# penalty field is set here: temperature, top_p and top_k to transformers' own defaults,
+# which greedy decoding ignores (unset, they would be inherited, with a warning).
+# The stop tokens still come from the model. train_grpo records this in metrics.json.
+GREEDY_GENERATION: dict = {
+    "do_sample": False,
+    "num_beams": 1,
+    "repetition_penalty": 1.0,
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 50,
+}
 
 
 @dataclass
@@ -39,11 +55,14 @@ def generate(
     max_new_tokens: int = 200,
     batch_size: int = 32,
     progress: bool = True,
+    sort_by_length: bool = True,
 ) -> list[Generation]:
     """Greedy completions for chat prompts, `batch_size` at a time, left-padded.
 
     Left padding puts every prompt's last token at the same position, so the new tokens of
-    the whole batch are the columns after the prompt block.
+    the whole batch are the columns after the prompt block. Batches are formed from prompts
+    of similar length (answers come back in the input order): less padding to prefill and
+    attend over, see benchmarks/RESULTS.md.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -52,23 +71,30 @@ def generate(
         tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
         for p in prompts
     ]
-    stop_ids = set(_as_list(model.generation_config.eos_token_id))
-    results: list[Generation] = []
+    encoded = tokenizer(texts)["input_ids"] if texts else []
+    order = list(range(len(texts)))
+    if sort_by_length:
+        order.sort(key=lambda index: len(encoded[index]))
+    stop_ids = _as_list(model.generation_config.eos_token_id)
+    config = GenerationConfig(
+        **GREEDY_GENERATION,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=stop_ids,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    results: list[Generation | None] = [None] * len(texts)
     batches = range(0, len(texts), batch_size)
     for start in tqdm(batches, desc="Generating", unit="batch", disable=not progress):
-        batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True)
-        batch = batch.to(model.device)
-        output = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        indices = order[start : start + batch_size]
+        batch = tokenizer.pad(
+            {"input_ids": [encoded[i] for i in indices]}, padding=True, return_tensors="pt"
+        ).to(model.device)
+        output = model.generate(**batch, generation_config=config)
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        for row in new_tokens.tolist():
-            length = _length_until_stop(row, stop_ids)
+        for index, row in zip(indices, new_tokens.tolist(), strict=True):
+            length = _length_until_stop(row, set(stop_ids))
             text = tokenizer.decode(row[:length], skip_special_tokens=True)
-            results.append(Generation(text=text, num_tokens=length))
+            results[index] = Generation(text=text, num_tokens=length)
     return results
 
 

@@ -165,6 +165,12 @@ def inference_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" and gpu_supports_bf16() else torch.float32
 
 
+def load_dtype(device: torch.device, for_training: bool) -> torch.dtype:
+    """float32 for training on any device (fp32 master weights: bf16 is the trainer's
+    autocast, see the module doc); `inference_dtype` for evaluation-only loads."""
+    return torch.float32 if for_training else inference_dtype(device)
+
+
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     """The model's tokenizer, set up for batched generation.
 
@@ -193,7 +199,7 @@ def load_policy(
     """
     path = name if isinstance(name, Path) else resolve_model(name, require_real=require_real)
     target = device if isinstance(device, torch.device) else choose_device(device)
-    dtype = torch.float32 if for_training else inference_dtype(target)
+    dtype = load_dtype(target, for_training)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(target)
     print(f"[models] Loaded {describe(path)} on {target} in {str(dtype).removeprefix('torch.')}.")
     return model, load_tokenizer(path), path

@@ -1,4 +1,4 @@
-"""Quick checks for whether the Hugging Face hub or ModelScope can be reached.
+"""Quick checks for whether the Hugging Face hub, ModelScope or wandb can be reached.
 
 Libraries such as `datasets` and `modelscope` spend 20+ seconds retrying when the network
 is down. Probing the host first takes milliseconds, so callers can fall back to local
@@ -8,6 +8,7 @@ files at once. Standard library only, so any module can import it cheaply.
 from __future__ import annotations
 
 import functools
+import netrc
 import os
 import socket
 import threading
@@ -101,3 +102,41 @@ def hub_reachable() -> bool:
 def modelscope_reachable() -> bool:
     """True when ModelScope answers. The HF offline flags do not apply to ModelScope."""
     return endpoint_reachable(modelscope_endpoint())
+
+
+DEFAULT_WANDB_ENDPOINT = "https://api.wandb.ai"
+WANDB_LOCAL_MODES = frozenset({"offline", "disabled", "dryrun"})
+
+
+def wandb_endpoint() -> str:
+    """The Weights & Biases server in use: WANDB_BASE_URL (a self-hosted one) or the default."""
+    return os.environ.get("WANDB_BASE_URL", "").strip() or DEFAULT_WANDB_ENDPOINT
+
+
+def wandb_key_available() -> bool:
+    """True if wandb can find an API key: WANDB_API_KEY, or a ~/.netrc entry (`wandb login`)."""
+    if os.environ.get("WANDB_API_KEY", "").strip():
+        return True
+    host, _ = split_endpoint(wandb_endpoint())
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_offline_fallback() -> bool:
+    """Switch wandb to offline mode (WANDB_MODE=offline) when its server cannot be reached.
+
+    Without this, wandb retries for about 100 s and then crashes the run. Offline runs are
+    logged under ./wandb and can be uploaded later with `wandb sync`. True if it switched.
+    """
+    if os.environ.get("WANDB_MODE", "").strip().lower() in WANDB_LOCAL_MODES:
+        return False
+    if endpoint_reachable(wandb_endpoint()):
+        return False
+    os.environ["WANDB_MODE"] = "offline"
+    print(
+        f"[wandb] {wandb_endpoint()} is unreachable: logging offline to ./wandb "
+        "(upload later with `wandb sync`)."
+    )
+    return True

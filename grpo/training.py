@@ -14,10 +14,13 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from data import load_gsm8k
+from grpo import netcheck
 from grpo.models import gpu_supports_bf16, is_embedded, resolve_model
-from grpo.profiles import PROFILES, REAL, TINY, Profile
+from grpo.profiles import PROFILES, REAL, REAL_MODEL_PROFILES, TINY, Profile
 from offline_demo.toy_task import toy_splits
 from rewards import REWARD_FUNCS
+
+TOY_SOURCE = "toy task (offline_demo)"
 
 
 def report_to() -> list[str]:
@@ -28,6 +31,7 @@ def report_to() -> list[str]:
     """
     targets = ["tensorboard"]
     if os.environ.get("GRPO_USE_WANDB") == "1":
+        netcheck.wandb_offline_fallback()  # no network: log offline, not a 100 s hang
         targets.append("wandb")
     return targets
 
@@ -67,10 +71,11 @@ def make_trainer(
 def select_policy(model: str | None = None, profile: str = "auto") -> tuple[Path, Profile]:
     """The model to train and its profile.
 
-    Asking for the real profile makes the automatic model choice strict: it fails instead
-    of quietly training the tiny model on GSM8K. The embedded models get the toy profile.
+    Asking for a real-model profile (real, learner) makes the automatic model choice strict:
+    it fails instead of quietly training the tiny model on GSM8K. The embedded models get
+    the toy profile.
     """
-    path = resolve_model(model, require_real=profile == "real")
+    path = resolve_model(model, require_real=profile in REAL_MODEL_PROFILES)
     if profile == "auto":
         return path, TINY if is_embedded(path) else REAL
     return path, PROFILES[profile]
@@ -83,5 +88,8 @@ def load_datasets(
     train_size = train_size or profile.train_size
     eval_size = eval_size or profile.evaluation.size
     if profile.dataset == "toy":
-        return toy_splits(train_size, eval_size, seed)
+        splits = toy_splits(train_size, eval_size, seed)
+        for split in splits:  # read back by grpo.run_record.data_source for metrics.json
+            split.info.description = TOY_SOURCE
+        return splits
     return load_gsm8k("train", limit=train_size), load_gsm8k("test", limit=eval_size)

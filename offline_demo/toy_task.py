@@ -1,16 +1,26 @@
 """A synthetic arithmetic word-problem task in the tutorial's exact format.
 
 The embedded tiny model cannot learn GSM8K on a CPU in minutes, but it can learn one- and
-two-step problems with small integers ("Tom has 3 apples. He buys 5 more. ..."). The
+two-step problems with small integers ("Tom has 3 apples. He gets 5 more. ..."). The
 problems use the same system prompt, chat messages and `<reasoning>`/`<answer>` format as
 the GSM8K pipeline, so the rewards, trainer and evaluation code are exactly the same.
+
+An honest held-out set must not differ from training only in the name and the item: "Tom
+has 3 apples and gets 5 more" and "Mia has 3 cards and gets 5 more" are the same sum. So
+every problem has an arithmetic *signature*, its computation without the words ("3+5",
+"7-5+2"), and a fixed hash of the signature puts one signature in `EVAL_BUCKETS` into the
+evaluation split. Everything that trains the model (the warm start's teachers and the GRPO
+prompts) draws from the training split only; the evaluation set draws from the other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections.abc import Collection
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from datasets import Dataset
 
@@ -18,6 +28,11 @@ from data import build_prompt
 
 NAMES = ("Tom", "Mia", "Sam", "Lily", "Ben", "Emma", "Leo", "Zoe")
 ITEMS = ("apples", "books", "coins", "cards", "pens", "shells", "stickers", "marbles")
+EVAL_BUCKETS = 8  # one arithmetic signature in 8 (240 of the 1,863) is kept for evaluation
+
+Split = Literal["train", "eval"]
+_START = re.compile(r"\bhas (\d+) ")
+_CHANGE = re.compile(r"\b(?:gets (\d+) more|gives away (\d+))")
 
 
 @dataclass(frozen=True)
@@ -25,54 +40,95 @@ class ToyProblem:
     question: str
     answer: str
     reasoning: str  # one "a + b = c" line per step
+    signature: str  # the computation without the words: "3+5", "7-5+2"
 
     def solution(self) -> str:
         """The completion a careful solver writes: reasoning first, then the answer."""
         return f"<reasoning>\n{self.reasoning}\n</reasoning>\n<answer>\n{self.answer}\n</answer>"
 
 
-def _step(rng: random.Random, total: int) -> tuple[str, str, int]:
-    """One change to the running total: (clause, reasoning line, new total)."""
+def _step(rng: random.Random, total: int) -> tuple[str, str, str, int]:
+    """One change to the running total: (clause, reasoning line, signed amount, new total)."""
     if total > 1 and rng.random() < 0.5:
         amount = rng.randint(1, min(9, total - 1))
-        return f"gives away {amount}", f"{total} - {amount} = {total - amount}", total - amount
+        line = f"{total} - {amount} = {total - amount}"
+        return f"gives away {amount}", line, f"-{amount}", total - amount
     amount = rng.randint(1, 9)
-    return f"gets {amount} more", f"{total} + {amount} = {total + amount}", total + amount
+    return (
+        f"gets {amount} more",
+        f"{total} + {amount} = {total + amount}",
+        f"+{amount}",
+        total + amount,
+    )
 
 
 def make_problem(rng: random.Random) -> ToyProblem:
     """A one- or two-step problem whose answer is a small non-negative integer."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     start = rng.randint(1, 9)
-    clauses, lines, total = [], [], start
+    clauses, lines, signature, total = [], [], str(start), start
     for _ in range(rng.choice((1, 2))):
-        clause, line, total = _step(rng, total)
+        clause, line, change, total = _step(rng, total)
         clauses.append(clause)
         lines.append(line)
+        signature += change
     question = (
         f"{name} has {start} {item}. {name} {' and then '.join(clauses)}. "
         f"How many {item} does {name} have now?"
     )
-    return ToyProblem(question=question, answer=str(total), reasoning="\n".join(lines))
+    return ToyProblem(
+        question=question, answer=str(total), reasoning="\n".join(lines), signature=signature
+    )
+
+
+def question_signature(question: str) -> str | None:
+    """The signature of a toy question read back from its text; None for any other text."""
+    start = _START.search(question)
+    changes = _CHANGE.findall(question)
+    if start is None or not changes:
+        return None
+    return start.group(1) + "".join(f"+{gets}" if gets else f"-{gives}" for gets, gives in changes)
+
+
+def split_of(signature: str) -> Split:
+    """ "eval" for one signature in EVAL_BUCKETS, fixed by a hash (the same on every machine)."""
+    digest = hashlib.sha256(signature.encode("ascii")).digest()
+    return "eval" if digest[0] % EVAL_BUCKETS == 0 else "train"
 
 
 def make_problems(count: int, seed: int) -> list[ToyProblem]:
-    """`count` problems from a seeded generator: the same seed gives the same problems."""
+    """`count` problems from a seeded generator, from both splits: for illustration only."""
     rng = random.Random(seed)
     return [make_problem(rng) for _ in range(count)]
 
 
-def unseen_problems(count: int, seed: int, seen: Collection[str]) -> list[ToyProblem]:
-    """`count` distinct problems whose questions are not in `seen`: a true held-out set."""
+def split_problems(count: int, seed: int, split: Split, distinct: bool = False) -> list[ToyProblem]:
+    """`count` seeded problems whose signatures belong to `split` (distinct questions if asked).
+
+    Problems of the other split are drawn and skipped, so a seed gives the same problems
+    every time, and no training problem shares its computation with an evaluation problem.
+    """
     rng = random.Random(seed)
-    questions = set(seen)
     problems: list[ToyProblem] = []
+    questions: set[str] = set()
     while len(problems) < count:
         problem = make_problem(rng)
-        if problem.question not in questions:
-            questions.add(problem.question)
-            problems.append(problem)
+        if split_of(problem.signature) != split or (distinct and problem.question in questions):
+            continue
+        questions.add(problem.question)
+        problems.append(problem)
     return problems
+
+
+def overlap(eval_questions: Iterable[str], training_questions: Iterable[str]) -> int:
+    """How many evaluation questions training has seen: word for word, or the same
+    computation under another name or item (the same signature)."""
+    seen_text = set(training_questions)
+    seen_signatures = {question_signature(question) for question in seen_text} - {None}
+    return sum(
+        question in seen_text or question_signature(question) in seen_signatures
+        for question in eval_questions
+    )
 
 
 def as_dataset(problems: list[ToyProblem]) -> Dataset:
@@ -87,13 +143,13 @@ def as_dataset(problems: list[ToyProblem]) -> Dataset:
 
 
 def toy_dataset(count: int, seed: int) -> Dataset:
-    """`count` seeded problems (repeats possible, like any sample from the task)."""
-    return as_dataset(make_problems(count, seed))
+    """`count` seeded training problems (repeats possible, like any sample from the task)."""
+    return as_dataset(split_problems(count, seed, "train"))
 
 
-def held_out_dataset(count: int, seed: int, train: Dataset) -> Dataset:
-    """`count` distinct problems, none of which appears in `train`."""
-    return as_dataset(unseen_problems(count, seed, train["question"]))
+def held_out_dataset(count: int, seed: int) -> Dataset:
+    """`count` distinct evaluation problems: no computation in them is ever trained on."""
+    return as_dataset(split_problems(count, seed, "eval", distinct=True))
 
 
 def toy_splits(train_size: int, eval_size: int, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -102,5 +158,4 @@ def toy_splits(train_size: int, eval_size: int, seed: int = 0) -> tuple[Dataset,
     `train_grpo.py` and `evaluate_model.py --dataset toy` both call this, so the same seed
     gives the same two sets everywhere.
     """
-    train = toy_dataset(train_size, seed=seed + 1)
-    return train, held_out_dataset(eval_size, seed=seed + 10_000, train=train)
+    return toy_dataset(train_size, seed=seed + 1), held_out_dataset(eval_size, seed=seed + 10_000)

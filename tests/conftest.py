@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny random model, built once per test session in a temporary cache.
+"""Shared fixtures: the tiny random model, built once per test session in a temporary cache,
+and the `slow` mark on every test that needs it.
 
 Heavy modules (torch, transformers) are imported inside the fixtures, so test files that
 never use them do not pay for the import.
@@ -33,8 +34,39 @@ def tiny_cache(monkeypatch, tiny_model_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def warm_start_model() -> Path:
-    """The warm start in the default cache, built once (about 3 CPU minutes on a fresh
-    machine) before any test launches processes that need it."""
+    """The warm start: the shipped copy in assets/, or, after a recipe change not yet
+    rebuilt, a copy built once into the default cache before any test launches processes."""
     from offline_demo import warm_start
 
     return warm_start.warm_start_path()
+
+
+# Fixtures that build, train or launch a model (here and in the test files that define them).
+MODEL_FIXTURES = {
+    "tiny_model_dir",
+    "qwen_standin_dir",
+    "ddp_run",  # test_distributed.py
+    "lora_run",  # test_evaluate_model_cli.py
+    "interrupted_run",  # test_train_grpo_cli.py
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs a model fixture, directly or through another fixture, is slow by
+    definition: mark it, so the fast lane (`make test-fast`) never builds a model. Tests
+    that load one another way carry `pytest.mark.slow` themselves."""
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def qwen_standin_dir(tmp_path_factory) -> Path:
+    """Qwen2.5-0.5B-Instruct's real tokenizer, chat template and generation config on a
+    2-layer, hidden-64 body (vocabulary 151,936, tied): the real-model path in seconds on a
+    CPU. Skips where the shared Qwen2.5 files are absent."""
+    from offline_demo.qwen_standin import SHARED_QWEN_DIR, build_standin
+
+    if not SHARED_QWEN_DIR.is_dir():
+        pytest.skip(f"no Qwen2.5 tokenizer and config files at {SHARED_QWEN_DIR}")
+    return build_standin(tmp_path_factory.mktemp("qwen-standin") / "Qwen2.5-0.5B-Instruct-standin")

@@ -165,6 +165,7 @@ def test_a_given_path_means_the_local_source(tmp_path, capsys):
 
 def test_source_can_be_chosen_by_environment(monkeypatch, tmp_path):
     write_lines(tmp_path / "train.jsonl", [record("q1", "#### 1")])
+    write_lines(tmp_path / "test.jsonl", [record("q2", "#### 2")])
     monkeypatch.setenv(data.LOCAL_DIR_ENV_VAR, str(tmp_path))
     monkeypatch.setenv(data.SOURCE_ENV_VAR, "local")
 
@@ -189,6 +190,7 @@ def test_auto_mode_offline_falls_back_to_embedded_quickly(monkeypatch, capsys):
 
 def test_auto_mode_prefers_gsm8k_dir_over_the_excerpt(monkeypatch, tmp_path, capsys):
     write_lines(tmp_path / "test.jsonl", [record("q1", "#### 1")])
+    write_lines(tmp_path / "train.jsonl", [record("q2", "#### 2")])
     monkeypatch.setenv(data.LOCAL_DIR_ENV_VAR, str(tmp_path))
 
     assert data.load_gsm8k("test")["question"] == ["q1"]
@@ -268,3 +270,45 @@ def test_modelscope_download_without_the_split_names_the_folder(monkeypatch, tmp
     monkeypatch.setattr(modelscope, "snapshot_download", lambda *args, **kwargs: str(tmp_path))
     with pytest.raises(RuntimeError, match="no test parquet/jsonl file"):
         data.load_gsm8k("test", source="modelscope")
+
+
+@pytest.mark.parametrize("source", [None, "local"], ids=["auto", "local"])
+@pytest.mark.parametrize("layout", ["one-file", "no-test-split", "missing"])
+def test_gsm8k_dir_must_be_a_folder_with_both_splits(monkeypatch, tmp_path, source, layout):
+    """One file served as both splits would train on the test questions; a wrong GSM8K_DIR
+    is an error, not a reason to fall back quietly to another source."""
+    write_lines(tmp_path / "train.jsonl", [record("q1", "#### 1")])
+    target = {
+        "one-file": tmp_path / "train.jsonl",
+        "no-test-split": tmp_path,
+        "missing": tmp_path / "nowhere",
+    }[layout]
+    monkeypatch.setenv(data.LOCAL_DIR_ENV_VAR, str(target))
+
+    for split in data.SPLITS:
+        with pytest.raises(data.DataUnavailable, match=f"{data.LOCAL_DIR_ENV_VAR}=") as caught:
+            data.load_gsm8k(split, source=source)
+        assert "train.jsonl and test.jsonl" in str(caught.value)
+
+
+def test_an_explicit_file_path_still_loads_one_split(tmp_path):
+    file = write_lines(tmp_path / "mine.jsonl", [record("q1", "#### 1")])
+
+    assert data.load_gsm8k("train", path=file)["question"] == ["q1"]
+
+
+def offline_sources() -> list[Path]:
+    sources = [data.EMBEDDED_DIR]
+    return sources + ([SHARED_GSM8K] if (SHARED_GSM8K / "train.jsonl").is_file() else [])
+
+
+@pytest.mark.parametrize("folder", offline_sources(), ids=lambda folder: folder.name)
+def test_no_question_is_in_both_splits(folder):
+    """Held-out accuracy means something only if no test question was trained on."""
+    questions = {
+        split: {row["question"].strip() for row in data.read_jsonl(folder / f"{split}.jsonl")}
+        for split in data.SPLITS
+    }
+
+    assert questions["train"] and questions["test"]
+    assert not questions["train"] & questions["test"]

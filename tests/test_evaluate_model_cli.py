@@ -149,16 +149,40 @@ def test_toy_test_split_is_what_train_grpo_evaluates_on():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_missing_model_path_names_the_path(tmp_path):
+def test_missing_model_path_names_the_path(tmp_path, capsys):
     missing = tmp_path / "no-such-model"
     with pytest.raises(SystemExit) as exit_info:
         evaluate_model.main(
-            ["--model", str(missing), "--dataset", "toy", "--output-dir", str(tmp_path)]
+            ["--model", str(missing), "--dataset", "toy", "--output-dir", str(tmp_path / "out")]
+        )
+    assert exit_info.value.code == 2  # refused with the arguments, before anything loads
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_model_id_is_one_clear_line(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_model.main(
+            ["--model", "no/such/model", "--dataset", "toy", "--output-dir", str(tmp_path)]
         )
     # A string code makes Python print it to stderr and exit with status 1.
-    assert isinstance(exit_info.value.code, str)
-    assert str(missing) in exit_info.value.code
+    assert exit_info.value.code == "evaluate_model.py: error: Model folder not found: no/such/model"
     assert not (tmp_path / "metrics.json").exists()
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+
+
+def test_a_folder_with_results_is_replaced_only_with_overwrite(tmp_path):
+    args = ["--model", "tiny", "--dataset", "toy", "--limit", "2", "--max-new-tokens", "4"]
+    first = run_cli(*args, "--output-dir", str(tmp_path))
+    before = (tmp_path / "metrics.json").read_bytes()
+
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_model.main([*args, "--limit", "3", "--output-dir", str(tmp_path)])
+    assert "--overwrite" in exit_info.value.code
+    assert (tmp_path / "metrics.json").read_bytes() == before
+
+    again = run_cli(*args, "--limit", "3", "--output-dir", str(tmp_path), "--overwrite")
+    assert (first["num_examples"], again["num_examples"]) == (2, 3)
 
 
 def test_adapter_with_a_missing_base_suggests_the_adapter_flag(tmp_path):
@@ -175,12 +199,13 @@ def test_adapter_with_a_missing_base_suggests_the_adapter_flag(tmp_path):
     assert "--adapter" in exit_info.value.code
 
 
-def test_adapter_flag_needs_an_adapter_folder(tmp_path):
+def test_adapter_flag_needs_an_adapter_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         evaluate_model.main(
             ["--model", "tiny", "--adapter", str(tmp_path), "--output-dir", str(tmp_path)]
         )
-    assert "adapter_config.json" in exit_info.value.code
+    assert exit_info.value.code == 2
+    assert "adapter_config.json" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--limit", "--batch-size", "--max-new-tokens"])

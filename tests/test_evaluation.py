@@ -1,12 +1,15 @@
 """Tests for evaluation.py: stop handling, scoring and greedy batched generation (tiny model)."""
 
+import copy
+import json
+
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, GenerationConfig
 
 import data
 from grpo import evaluation, models
-from offline_demo import tiny_model
+from offline_demo import tiny_model, toy_task, warm_start
 
 MAX_NEW_TOKENS = 12
 METRIC_KEYS = {"accuracy", "strict_format", "soft_format", "mean_tokens", "num_examples"}
@@ -27,6 +30,23 @@ def tiny(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     yield model, models.load_tokenizer(tiny_model_dir)
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def warm():
+    """The shipped warm start: unlike the random model, it answers each question differently
+    and repeats itself (its answers echo the question), so order and penalties show."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    path = warm_start.warm_start_path()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    yield model, models.load_tokenizer(path)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def toy_rows():
+    return toy_task.toy_splits(train_size=1, eval_size=6, seed=0)[1]
 
 
 @pytest.fixture(scope="module")
@@ -112,16 +132,27 @@ def test_batch_size_does_not_change_greedy_outputs(tiny, rows, monkeypatch):
     """Left padding plus the attention mask must make a padded row behave like a lone one.
 
     The texts of a random model are weak evidence (it often repeats one token), so the
-    logits of every generated step are compared too.
+    logits of every generated step are compared too, row by row: each batch row is matched
+    to its lone run by its unpadded prompt ids (batches are sorted by length).
     """
     model, tokenizer = tiny
     tokenizer.padding_side = "right"  # generate() must switch it back to left
-    scores: list[tuple[torch.Tensor, ...]] = []
+    calls: list[tuple[list[tuple[int, ...]], tuple[torch.Tensor, ...]]] = []
     original = model.generate
 
-    def recording_generate(**kwargs):
-        output = original(**kwargs, output_scores=True, return_dict_in_generate=True)
-        scores.append(output.scores)
+    def recording_generate(input_ids, attention_mask, **kwargs):
+        output = original(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            **kwargs,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        prompts = [
+            tuple(ids[mask.bool()].tolist())
+            for ids, mask in zip(input_ids, attention_mask, strict=True)
+        ]
+        calls.append((prompts, output.scores))
         return output.sequences
 
     monkeypatch.setattr(model, "generate", recording_generate)
@@ -138,12 +169,84 @@ def test_batch_size_does_not_change_greedy_outputs(tiny, rows, monkeypatch):
     assert [g.text for g in batched] == [g.text for g in one_by_one]
     assert [g.num_tokens for g in batched] == [g.num_tokens for g in one_by_one]
 
-    lone_scores, batch_scores = scores[:4], scores[4]
-    for row, generation in enumerate(one_by_one):
-        for step in range(generation.num_tokens):
-            torch.testing.assert_close(
-                batch_scores[step][row], lone_scores[row][step][0], atol=1e-4, rtol=1e-4
+    lone_scores = {call_prompts[0]: scores for call_prompts, scores in calls[:4]}
+    batch_prompts, batch_scores = calls[4]
+    assert set(batch_prompts) == set(lone_scores)
+    for row, prompt_ids in enumerate(batch_prompts):
+        for step, lone_step in enumerate(lone_scores[prompt_ids]):
+            torch.testing.assert_close(batch_scores[step][row], lone_step[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_length_sorted_batches_keep_the_input_order(warm, toy_rows):
+    """Sorting by length changes which prompts share a batch, never whose answer is whose."""
+    prompts = list(toy_rows["prompt"])
+    reordered = prompts[::-1] + prompts[:1]  # an order unlike the sorted one, with a repeat
+
+    lone = generate(warm, reordered, batch_size=1, sort_by_length=False)
+    assert len({g.text for g in lone}) > 2, "distinct answers are needed to show the order"
+    for sort_by_length in (True, False):
+        for batch_size in (2, 3):
+            answers = generate(
+                warm, reordered, batch_size=batch_size, sort_by_length=sort_by_length
             )
+            assert answers == lone
+
+
+def prompt_ids(tokenizer, prompt) -> torch.Tensor:
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, return_tensors="pt")["input_ids"]
+
+
+def argmax_ids(model, ids: torch.Tensor, stop_ids: set[int]) -> list[int]:
+    """Greedy decoding spelled out: the most likely next token, until a stop token."""
+    new: list[int] = []
+    while len(new) < MAX_NEW_TOKENS and not (new and new[-1] in stop_ids):
+        context = torch.cat([ids, torch.tensor([new], dtype=ids.dtype)], dim=1)
+        new.append(int(model(context).logits[0, -1].argmax()))
+    return new
+
+
+def with_settings(model, **settings):
+    """A copy of `model` whose generation_config asks for `settings`."""
+    copied = copy.deepcopy(model)
+    copied.generation_config.update(**settings)
+    return copied
+
+
+def test_greedy_ignores_the_models_sampling_and_penalty_settings(tiny, rows):
+    """Models whose generation_config asks for sampling and a repetition penalty (Qwen2.5's
+    values, then a penalty strong enough to change this model's answers) still decode
+    exactly like plain argmax."""
+    model, tokenizer = tiny
+    sampling = {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20}
+    qwen_like = with_settings(model, repetition_penalty=1.1, **sampling)
+    heavy = with_settings(model, repetition_penalty=2.0, **sampling)
+    stop_ids = set(model.generation_config.eos_token_id)
+    inputs = [prompt_ids(tokenizer, p) for p in rows["prompt"]]
+    argmax = [argmax_ids(model, ids, stop_ids) for ids in inputs]
+    expected = [
+        evaluation.Generation(tokenizer.decode(new, skip_special_tokens=True), len(new))
+        for new in argmax
+    ]
+
+    for trap in (qwen_like, heavy):
+        assert generate((trap, tokenizer), list(rows["prompt"]), batch_size=4) == expected
+
+    # The trap is real: generate() left to the model's settings decodes differently.
+    inherited = [
+        heavy.generate(ids, do_sample=False, max_new_tokens=MAX_NEW_TOKENS)[0, ids.shape[1] :]
+        for ids in inputs
+    ]
+    assert any(out.tolist()[: len(new)] != new for out, new in zip(inherited, argmax, strict=True))
+
+
+def test_greedy_generation_settings_are_valid_and_json_ready():
+    config = GenerationConfig(**evaluation.GREEDY_GENERATION)
+    config.validate(strict=True)  # strict: a setting that greedy would ignore raises
+    assert json.loads(json.dumps(evaluation.GREEDY_GENERATION)) == evaluation.GREEDY_GENERATION
+    assert evaluation.GREEDY_GENERATION["do_sample"] is False
+    assert evaluation.GREEDY_GENERATION["repetition_penalty"] == 1.0
 
 
 def test_generate_with_no_prompts_returns_nothing(tiny):

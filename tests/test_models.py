@@ -79,7 +79,9 @@ def chat_ids(tokenizer, messages, add_generation_prompt=True):
     def encode(text):
         return tokenizer.encode(text, add_special_tokens=False)
 
-    start, end = (tokenizer.convert_tokens_to_ids(t) for t in (tiny_model.IM_START, tiny_model.IM_END))
+    start, end = (
+        tokenizer.convert_tokens_to_ids(t) for t in (tiny_model.IM_START, tiny_model.IM_END)
+    )
     ids = []
     for message in messages:
         ids += [start] + encode(f"{message['role']}\n{message['content']}") + [end] + encode("\n")

@@ -1,5 +1,6 @@
 """Tests for netcheck.py: offline flags, the TCP probe and which endpoints get probed."""
 
+import os
 import socket
 import time
 
@@ -132,3 +133,55 @@ def test_malformed_endpoint_is_unreachable(monkeypatch, probed_hosts):
     monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com:notaport")
     assert not netcheck.hub_reachable()
     assert probed_hosts == []
+
+
+# ---------------------------------------------------------------------------------------------
+# wandb: probed like the hub, so a run without network logs offline instead of hanging
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wandb_env(monkeypatch, tmp_path):
+    """No wandb settings, and a HOME without a ~/.netrc."""
+    for name in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_MODE"):
+        monkeypatch.setenv(name, "")  # recorded, so a value set by the code is undone too
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_wandb_probe_defaults_to_api_wandb_ai_and_follows_base_url(
+    wandb_env, monkeypatch, probed_hosts
+):
+    assert not netcheck.wandb_offline_fallback()
+    monkeypatch.setenv("WANDB_BASE_URL", "http://wandb.internal:8080")
+    assert not netcheck.wandb_offline_fallback()
+    assert probed_hosts == [("api.wandb.ai", 443), ("wandb.internal", 8080)]
+
+
+def test_unreachable_wandb_switches_to_offline_mode_with_a_notice(wandb_env, monkeypatch, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")  # nobody listens there
+
+    assert netcheck.wandb_offline_fallback()
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert "unreachable: logging offline" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["offline", "disabled"])
+def test_wandb_already_local_is_not_probed(wandb_env, monkeypatch, probed_hosts, mode):
+    monkeypatch.setenv("WANDB_MODE", mode)
+    assert not netcheck.wandb_offline_fallback()
+    assert probed_hosts == []
+
+
+def test_wandb_key_comes_from_the_environment_or_netrc(wandb_env, monkeypatch):
+    assert not netcheck.wandb_key_available()
+    (wandb_env / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password k\n")
+    (wandb_env / ".netrc").chmod(0o600)
+    assert netcheck.wandb_key_available()
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.internal")  # the key is per host
+    assert not netcheck.wandb_key_available()
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    assert netcheck.wandb_key_available()

@@ -98,6 +98,12 @@ def test_extract_xml_answer(text, expected):
         ("1,000", "1000"),
         ("1000", "1,000"),
         ("$1,000.00", "1000"),
+        ("1 000", "1000"),
+        ("$ 1,000 .", "1000"),
+        ("$ 1 000 000", "1000000"),
+        ("1\u202f000", "1000"),  # a narrow no-break space, as French typesetting writes it
+        ("- 3", "-3"),
+        ("1000", "1 000"),
         ("-3", "-3"),
         ("-$3", "-3"),
         ("0.50", "0.5"),
@@ -122,6 +128,10 @@ def test_correctness_rewards_equal_answers(predicted, gold):
         ("", "72"),
         ("paris", "Paris"),
         ("72..", "72"),
+        ("1 2", "12"),  # a space separates thousands, not any two digits
+        ("10 00", "1000"),
+        ("1000 000", "1000000"),
+        ("7 2", "72"),
     ],
 )
 def test_correctness_rejects_different_answers(predicted, gold):
@@ -269,7 +279,11 @@ def test_soft_format_rejects_missing_or_misplaced_blocks(text):
         ("<reasoning>\nr\n</reasoning>\n<answer>\n72\n</answer>\n\n\n", 0.5 - 0.002),
         ("<reasoning>\nr\n</reasoning>\n<answer>\n72\n</answer>" + "x" * 200, 0.5 - 0.2),
         ("\n</answer>" + "x" * 1000, 0.125 - 1.0),
-        ("<reasoning>\nr\n</reasoning>\n<answer>\n72</answer> and then some", 0.375),
+        # The trailing text counts whatever precedes the closing tag.
+        ("<reasoning>\nr\n</reasoning>\n<answer>\n72</answer> and then some", 0.375 - 0.014),
+        ("<reasoning>\nr\n</reasoning>\n<answer>\n72</answer>zzzz", 0.375 - 0.004),
+        ("<answer>72</answer>\nzz", 0.0 - 0.002),
+        ("</answer>" + "z" * 300, 0.0 - 0.3),
         ("<reasoning>\n", 0.125),
         ("<reasoning>\n<reasoning>\n", 0.0),
         ("\n</answer>\n</answer>\nab", 0.0 - 0.002),

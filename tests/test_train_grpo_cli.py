@@ -66,6 +66,7 @@ class InterruptedRun:
     last_checkpoint: int  # the newest checkpoint the killed run left
     checkpoint_files: set[str]  # the files of that checkpoint
     checkpoint_state: dict  # its trainer_state.json (rotated away by the resumed run)
+    run_after_kill: dict  # run.json as the killed run left it
     resumed: subprocess.CompletedProcess
 
     @property
@@ -144,6 +145,7 @@ def interrupted_run(tmp_path_factory) -> InterruptedRun:
     last = max(after_kill)
     state = json.loads((checkpoints / f"checkpoint-{last}" / "trainer_state.json").read_text())
     files = {path.name for path in (checkpoints / f"checkpoint-{last}").iterdir()}
+    run_after_kill = json.loads((output_dir / "run.json").read_text())
 
     # 2. Start it again, the same command plus --resume.
     resumed = subprocess.run(
@@ -163,6 +165,7 @@ def interrupted_run(tmp_path_factory) -> InterruptedRun:
         last_checkpoint=last,
         checkpoint_files=files,
         checkpoint_state=state,
+        run_after_kill=run_after_kill,
         resumed=resumed,
     )
 
@@ -181,6 +184,23 @@ def test_checkpoint_holds_model_optimizer_scheduler_and_rng_state(interrupted_ru
 def test_kill_loses_no_more_than_the_checkpoint_interval(interrupted_run):
     lost = interrupted_run.killed_at_step - interrupted_run.last_checkpoint
     assert 0 < lost < SAVE_EVERY, interrupted_run.killed_log[-3000:]
+
+
+def test_killed_run_is_not_marked_complete(interrupted_run):
+    assert interrupted_run.run_after_kill["status"] == "running"  # SIGKILL: no handler ran
+    assert interrupted_run.run_after_kill["global_step"] >= interrupted_run.last_checkpoint
+
+
+def test_resumed_run_is_marked_complete_and_counts_both_attempts(interrupted_run):
+    record = json.loads((interrupted_run.output_dir / "run.json").read_text())
+    metrics = json.loads((interrupted_run.output_dir / "metrics.json").read_text())
+
+    assert record["status"] == "complete"
+    assert record["attempts"] == 2
+    assert "Taking over the lock" in interrupted_run.resumed.stdout
+    # The killed attempt's time (recorded at its last logged step) is part of the total.
+    assert interrupted_run.run_after_kill["wall_time_s"] > 0
+    assert metrics["wall_time_s"] > interrupted_run.run_after_kill["wall_time_s"]
 
 
 def test_resume_starts_from_the_last_checkpoint(interrupted_run):
@@ -270,30 +290,3 @@ def test_resume_without_a_checkpoint_fails_naming_the_folder(tmp_path):
 
     assert excinfo.value.code not in (0, None)  # a message: exit status 1
     assert str(tmp_path / "checkpoints") in str(excinfo.value.code)
-
-
-class ResumeFrom(Exception):
-    """Raised by the stand-in trainer with the checkpoint it was asked to resume from."""
-
-
-class RecordingTrainer:
-    def train(self, resume_from_checkpoint=None):
-        raise ResumeFrom(resume_from_checkpoint)
-
-
-def test_resume_skips_a_checkpoint_left_incomplete_by_a_kill(tmp_path, monkeypatch):
-    checkpoints = tmp_path / "checkpoints"
-    complete, partial = checkpoints / "checkpoint-3", checkpoints / "checkpoint-6"
-    for folder in (complete, partial):
-        folder.mkdir(parents=True)
-    for name in CHECKPOINT_FILES:
-        (complete / name).write_bytes(b"")
-    (complete / "trainer_state.json").write_text(json.dumps({"global_step": 3}))
-    (partial / "model.safetensors").write_bytes(b"")  # killed while saving the optimizer
-    monkeypatch.setattr(train_grpo, "make_trainer", lambda *a, **k: RecordingTrainer())
-    argv = ["--output-dir", str(tmp_path), "--model", "tiny", "--skip-eval", "--resume"]
-
-    with pytest.raises(ResumeFrom) as excinfo:
-        train_grpo.main(argv)
-
-    assert excinfo.value.args[0] == str(complete)

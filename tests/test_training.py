@@ -19,8 +19,9 @@ from trl import GRPOConfig
 import train_grpo
 from data import build_prompt
 from grpo import training
-from grpo.models import load_tokenizer
-from grpo.profiles import REAL, REAL_GRPO, TINY, TINY_GRPO
+from grpo.models import load_policy, load_tokenizer
+from grpo.profiles import LEARNER, REAL, REAL_GRPO, TINY, TINY_GRPO
+from grpo.run_record import data_source, trainer_precision
 from offline_demo.tiny_model import tiny_random_dir
 from offline_demo.toy_task import toy_dataset
 from offline_demo.warm_start import warm_start_path
@@ -46,7 +47,7 @@ OVERRIDE_FLAGS = {
     "--logging-steps": ("logging_steps", "2", 2),
 }
 # Namespace entries that are GRPOConfig fields but not overrides: run() passes them itself.
-NOT_OVERRIDES = {"output_dir", "seed"}
+NOT_OVERRIDES = {"output_dir", "seed", "debug"}
 
 
 @pytest.fixture
@@ -111,6 +112,63 @@ def test_tiny_profile_config(tmp_path, no_wandb):
     assert config.per_device_train_batch_size // config.num_generations == 4  # prompts/step
 
 
+def test_learner_profile_is_the_real_settings_for_250_steps(tmp_path, no_wandb):
+    config = training.make_config(LEARNER, tmp_path)
+
+    for key, value in REAL_GRPO.items():
+        if key not in ("save_steps",):
+            assert getattr(config, key) == value, key
+    assert config.max_steps == 250
+    assert LEARNER.dataset == "gsm8k" and LEARNER.train_size == 250 * 4  # prompts used
+    assert LEARNER.evaluation.size == 250  # a fixed GSM8K test sample, before and after
+
+
+@pytest.mark.parametrize("profile, checkpointing", [(TINY, False), (REAL, True), (LEARNER, True)])
+def test_gradient_checkpointing_is_explicit_per_profile(profile, checkpointing, tmp_path):
+    """TRL defaults it to True, so a profile that leaves it out would silently get it."""
+    assert "gradient_checkpointing" in profile.grpo
+    assert GRPOConfig.__dataclass_fields__["gradient_checkpointing"].default is True  # TRL's
+    assert training.make_config(profile, tmp_path).gradient_checkpointing is checkpointing
+
+
+@pytest.mark.parametrize("profile, temperature", [(TINY, 1.0), (REAL, 0.9), (LEARNER, 0.9)])
+def test_sampling_temperature_per_profile(profile, temperature, tmp_path):
+    """0.9 as the seed's TRL sampled the real model; the tiny model's curves were measured
+    at TRL's default 1.0."""
+    assert GRPOConfig.__dataclass_fields__["temperature"].default == 1.0  # TRL's default
+    assert training.make_config(profile, tmp_path).temperature == temperature
+
+
+def test_bf16_trainer_keeps_fp32_master_weights(tmp_path, monkeypatch, no_wandb, tiny_cache):
+    """With bf16 on (as on an Ampere GPU, patched in here so the CPU can run it), the
+    trainer's model stays float32 before and after an optimiser step: bf16 is autocast."""
+    monkeypatch.setattr(training, "gpu_supports_bf16", lambda: True)
+    config = training.make_config(
+        TINY, tmp_path, max_steps=1, max_completion_length=8, per_device_train_batch_size=8,
+        num_generations=4, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+        warmup_steps=0,  # a warm-up would make the only step's learning rate 0
+    )  # fmt: skip
+    assert config.bf16 is True
+    model, tokenizer, _ = load_policy("tiny-random", device="cpu", for_training=True)
+    train_set, _ = training.load_datasets(TINY, train_size=8, eval_size=2)
+    trainer = training.make_trainer(model, tokenizer, train_set, config)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+
+    assert trainer.accelerator.mixed_precision == "bf16"
+    assert trainer.ref_model is not None and trainer.ref_model.dtype == torch.float32
+    trainer.train()
+
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)
+    )
+    assert trainer_precision(trainer) == {
+        "param_dtype": "float32",
+        "mixed_precision": "bf16",
+        "gradient_checkpointing": False,
+    }
+
+
 def test_overrides_win_over_the_profile(tmp_path, no_wandb):
     config = training.make_config(
         TINY, tmp_path, seed=3, save_total_limit=5, report_to=[], max_steps=2
@@ -151,8 +209,8 @@ def test_no_flags_means_no_overrides(tmp_path):
 
 
 def test_zero_is_an_override_not_a_missing_value(tmp_path):
-    args = train_grpo.parse_args(["--output-dir", str(tmp_path), "--learning-rate", "0"])
-    assert train_grpo.config_overrides(args) == {"learning_rate": 0.0}
+    args = train_grpo.parse_args(["--output-dir", str(tmp_path), "--beta", "0"])
+    assert train_grpo.config_overrides(args) == {"beta": 0.0}
 
 
 def test_use_vllm_without_vllm_explains_how_to_install(tmp_path, monkeypatch):
@@ -164,8 +222,8 @@ def test_use_vllm_without_vllm_explains_how_to_install(tmp_path, monkeypatch):
     )
     args = train_grpo.parse_args(["--output-dir", str(tmp_path), "--use-vllm"])
 
-    with pytest.raises(SystemExit, match="pip install vllm"):
-        train_grpo.config_overrides(args)
+    with pytest.raises(train_grpo.UserError, match="pip install vllm"):
+        train_grpo.check_environment(args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,9 +239,29 @@ def test_select_policy_tiny_gives_the_warm_start():
     assert path != tiny_random_dir()  # never the random-weight model: GRPO cannot learn there
 
 
-@pytest.mark.parametrize("profile, expected", [("auto", REAL), ("real", REAL), ("tiny", TINY)])
+@pytest.mark.parametrize(
+    "profile, strict", [("auto", False), ("tiny", False), ("real", True), ("learner", True)]
+)
+def test_real_model_profiles_make_the_model_choice_strict(profile, strict, monkeypatch):
+    """Asking for the real or learner profile must never quietly train the tiny model."""
+    asked = {}
+
+    def fake_resolve(name, require_real=False):
+        asked["require_real"] = require_real
+        return warm_start_path()
+
+    monkeypatch.setattr(training, "resolve_model", fake_resolve)
+    training.select_policy(None, profile)
+
+    assert asked["require_real"] is strict
+
+
+@pytest.mark.parametrize(
+    "profile, expected", [("auto", TINY), ("real", REAL), ("learner", LEARNER), ("tiny", TINY)]
+)
 def test_select_policy_local_folder(profile, expected):
-    """A local folder (here: the warm start itself) is trained as given, never replaced."""
+    """A local folder (here: the warm start itself) is trained as given, never replaced;
+    the automatic profile of the embedded warm start is the toy one."""
     folder = warm_start_path()
 
     path, chosen = training.select_policy(str(folder), profile)
@@ -210,6 +288,7 @@ def test_load_datasets_tiny_default_sizes():
     train, evaluation = training.load_datasets(TINY)
 
     assert (len(train), len(evaluation)) == (TINY.train_size, TINY.evaluation.size)
+    assert data_source(train) == data_source(evaluation) == "toy task (offline_demo)"
 
 
 # ---------------------------------------------------------------------------------------------

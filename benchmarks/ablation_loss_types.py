@@ -1,0 +1,59 @@
+"""Loss-type ablation on the toy task: the same start, seed, prompts and steps, only
+`loss_type` differs. Writes `benchmarks/results/ablation_loss_types.json`, which notebook
+05 plots.
+
+Run from the repository root (CPU, about 1 to 3 minutes per run, longer on a busy machine):
+
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python -m benchmarks.ablation_loss_types
+    python -m benchmarks.ablation_loss_types --loss-types grpo dapo --seeds 0 1 --steps 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+import torch
+import transformers
+import trl
+
+from benchmarks.toy_runs import train_toy
+from grpo import artifacts
+
+OUTPUT = Path(__file__).resolve().parent / "results" / "ablation_loss_types.json"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loss-types", nargs="+", default=["grpo", "dr_grpo", "dapo"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    runs = []
+    for seed in args.seeds:
+        for loss_type in args.loss_types:
+            print(f"--- loss_type={loss_type} seed={seed}", flush=True)
+            run = train_toy(args.steps, seed, label=loss_type, loss_type=loss_type)
+            print(f"    {run['eval']} in {run['train_seconds']} s", flush=True)
+            runs.append(run)
+    results = {
+        "command": "python -m benchmarks.ablation_loss_types "
+        + " ".join(["--loss-types", *args.loss_types, "--seeds", *map(str, args.seeds)])
+        + f" --steps {args.steps}",
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "trl": trl.__version__,
+        },
+        "runs": runs,
+    }
+    artifacts.write_json(args.output, results)
+    print(f"wrote {args.output}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""What both command lines share: strict argument types, one-line errors and exit codes.
+
+Standard library only: a mistyped flag must be answered before torch, transformers and
+TRL are imported (10-20 s on a laptop), not after the model has loaded.
+
+Exit codes: 0 done; 1 a mistake the user can fix (one line on stderr, no traceback);
+2 a bad command line; 130 Ctrl-C; 143 SIGTERM. A traceback means a bug, or that
+`--debug` / GRPO_DEBUG=1 asked for one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn, TypeVar
+
+from grpo.netcheck import TRUTHY_VALUES
+
+DEBUG_ENV_VAR = "GRPO_DEBUG"
+EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
+
+# Deprecations inside TRL/transformers/peft that a learner can do nothing about; matched
+# by message so that any new warning still shows.
+KNOWN_WARNINGS = ((FutureWarning, r"`(is_)?gradient_checkpointing` is deprecated"),)
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad input, missing file, no network): one line, no traceback."""
+
+
+class Terminated(BaseException):
+    """SIGTERM turned into an exception, so `finally` blocks and temp-file cleanup still run."""
+
+
+def usage_error(prog: str, message: str) -> NoReturn:
+    """Refuse the command line: one line on stderr, exit status 2."""
+    print(f"{prog}: error: {message} (see --help)", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad value is one line naming the flag, not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        usage_error(self.prog, message)
+
+
+def bounded(kind: Callable[[str], T], low: T, high: T | None = None, *, strict: bool = False):
+    """An argparse type for `kind` values in [low, high] (or (low, high] when `strict`)."""
+    above = "greater than" if strict else "at least"
+
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        too_low = value <= low if strict else value < low
+        if too_low or (high is not None and value > high):
+            limit = f"{above} {low}" + (f" and at most {high}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"must be {limit}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = bounded(int, 1)
+positive_float = bounded(float, 0.0, strict=True)
+non_negative_float = bounded(float, 0.0)
+seed = bounded(int, 0, MAX_SEED)
+
+
+def comma_list(allowed: tuple[str, ...]):
+    """An argparse type: comma-separated names, each one of `allowed`."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",")]
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not text.strip():
+            raise argparse.ArgumentTypeError(
+                f"unknown name(s) {unknown or [text]}; choose from {', '.join(allowed)}"
+            )
+        return names
+
+    parse.__name__ = "list"
+    return parse
+
+
+def debug_requested(flag: bool) -> bool:
+    return flag or os.environ.get(DEBUG_ENV_VAR, "").strip().lower() in TRUTHY_VALUES
+
+
+def quiet_known_warnings() -> None:
+    """Hide the deprecation notices listed in KNOWN_WARNINGS (see there why)."""
+    for category, message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated(signal.Signals(signum).name)
+
+
+@contextmanager
+def sigterm_as_exception() -> Iterator[None]:
+    """SIGTERM raises `Terminated` while inside; the previous handler comes back after."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_main(prog: str, work: Callable[[], T], debug: bool = False) -> T:
+    """`work()`, with user errors and interruptions turned into a message and an exit code."""
+    quiet_known_warnings()
+    debug = debug_requested(debug)
+    try:
+        with sigterm_as_exception():
+            return work()
+    except UserError as error:
+        if debug:
+            raise
+        raise SystemExit(f"{prog}: error: {error}") from None
+    except (KeyboardInterrupt, Terminated) as error:
+        if debug:
+            raise
+        code = EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
+        print(f"{prog}: interrupted ({error or 'Ctrl-C'})", file=sys.stderr)
+        raise SystemExit(code) from None

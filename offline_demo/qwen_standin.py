@@ -1,0 +1,60 @@
+"""Stand-ins for Qwen2.5-0.5B-Instruct, built from its tokenizer and config files alone.
+
+The real weights (1 GB) are out of reach offline and in CI, but everything the real path
+depends on besides the weights is in a handful of small files: the tokenizer, the chat
+template, config.json and generation_config.json. From those this module builds
+
+* `build_standin`: the real tokenizer, template and generation settings on a Qwen2 body
+  shrunk to hidden 64 x 2 layers (vocabulary kept at 151,936 and tied), so a real-profile
+  GRPO step runs on a CPU in seconds;
+* `build_full_shape`: Qwen2.5-0.5B's full shape with random weights, for timing and memory
+  on a GPU (`benchmarks/bench_gpu_real.py`) when the real weights cannot be downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+# Qwen2.5-0.5B-Instruct's tokenizer, config.json and generation_config.json, where this
+# project's machines keep them (absent on a learner's machine).
+SHARED_QWEN_DIR = REPO.parent / "shared/data/qwen2.5-0.5b-instruct-tokenizer"
+STANDIN_BODY = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    max_window_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
+
+
+def _build(source: Path, folder: Path, body: dict, seed: int) -> Path:
+    """Tokenizer and generation config copied from `source`, a random Qwen2 of config + body."""
+    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    AutoTokenizer.from_pretrained(source).save_pretrained(folder)
+    config = json.loads((source / "config.json").read_text("utf-8"))
+    config = {k: v for k, v in config.items() if not k.startswith(("_", "transformers_"))}
+    config.update(body, torch_dtype="float32")
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(Qwen2Config(**config))
+    model.generation_config = GenerationConfig.from_pretrained(source)
+    model.save_pretrained(folder)
+    shutil.copy(source / "generation_config.json", folder / "generation_config.json")
+    return folder
+
+
+def build_standin(folder: Path, source: Path = SHARED_QWEN_DIR, seed: int = 0) -> Path:
+    """Qwen2.5-0.5B-Instruct with its body shrunk (see the module doc), saved in `folder`."""
+    return _build(source, folder, STANDIN_BODY, seed)
+
+
+def build_full_shape(folder: Path, source: Path = SHARED_QWEN_DIR, seed: int = 0) -> Path:
+    """Qwen2.5-0.5B-Instruct's exact shape with random weights, saved in `folder` (2 GB)."""
+    return _build(source, folder, {}, seed)

@@ -1,0 +1,54 @@
+"""Tests for grpo/cache.py: a rebuild either completes or leaves the previous folder alone
+(build_once is tested in test_models.py)."""
+
+import pytest
+
+from grpo import cache
+
+
+class BuildError(Exception):
+    pass
+
+
+def write(name: str, text: str):
+    def build(folder):
+        (folder / name).write_text(text)
+
+    return build
+
+
+def failing(folder):
+    (folder / "half.txt").write_text("half a build")
+    raise BuildError
+
+
+def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(cache.CACHE_ENV_VAR, str(tmp_path))
+    assert cache.cache_root() == tmp_path
+
+
+def test_rebuild_replaces_the_whole_folder(tmp_path):
+    target = tmp_path / "model"
+    cache.build_once(target, write("old.txt", "old"))
+
+    cache.rebuild(target, write("new.txt", "new"))
+
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_failed_rebuild_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "model"
+    cache.build_once(target, write("old.txt", "old"))
+
+    with pytest.raises(BuildError):
+        cache.rebuild(target, failing)
+
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_rebuild_creates_a_missing_folder(tmp_path):
+    target = tmp_path / "assets" / "model"
+    cache.rebuild(target, write("a.txt", "a"))
+    assert (target / "a.txt").read_text() == "a"

@@ -1,0 +1,122 @@
+"""Tests for grpo/checkpoints.py: resume only from a checkpoint whose every part is intact."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from grpo import checkpoints
+
+PARTS = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth")
+PARTS += ("trainer_state.json",)
+
+
+def make_checkpoint(folder: Path, step: int, weights: str = "model.safetensors") -> Path:
+    """A checkpoint laid out as the Trainer saves one, with small but real files."""
+    checkpoint = folder / f"checkpoint-{step}"
+    checkpoint.mkdir(parents=True)
+    save_file({"w": torch.ones(64, 64)}, checkpoint / weights)
+    torch.save({"state": {0: {"exp_avg": torch.zeros(64, 64)}}}, checkpoint / "optimizer.pt")
+    torch.save({"last_epoch": step, "_last_lr": [1e-4]}, checkpoint / "scheduler.pt")
+    torch.save({"python": 1, "cpu": torch.get_rng_state()}, checkpoint / "rng_state.pth")
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return checkpoint
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.fixture
+def two_checkpoints(tmp_path) -> tuple[Path, Path]:
+    return make_checkpoint(tmp_path, 3), make_checkpoint(tmp_path, 6)
+
+
+def test_newest_complete_checkpoint_is_chosen(tmp_path, two_checkpoints):
+    assert checkpoints.newest_complete(tmp_path, load=True) == two_checkpoints[1]
+
+
+def test_steps_are_ordered_numerically(tmp_path):
+    for step in (9, 10, 100):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-final").mkdir()  # not a step: ignored
+
+    assert [p.name for p in checkpoints.steps(tmp_path)] == [
+        "checkpoint-100", "checkpoint-10", "checkpoint-9"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("part", PARTS)
+@pytest.mark.parametrize("damage", ["missing", "truncated", "empty"])
+def test_a_damaged_part_falls_back_to_the_older_checkpoint(tmp_path, two_checkpoints, part, damage):
+    older, newest = two_checkpoints
+    target = newest / part
+    if damage == "missing":
+        target.unlink()
+    elif damage == "truncated":
+        truncate(target)
+    else:
+        target.write_bytes(b"")
+    reports = []
+
+    assert checkpoints.newest_complete(tmp_path, report=reports.append) == older
+    assert len(reports) == 1
+    assert reports[0].startswith("Skipping checkpoint-6: ")
+    assert part in reports[0]
+
+
+def test_a_state_from_another_step_is_refused(tmp_path, two_checkpoints):
+    (two_checkpoints[1] / "trainer_state.json").write_text(json.dumps({"global_step": 5}))
+
+    assert checkpoints.problem(two_checkpoints[1]) == "trainer_state.json says step 5"
+
+
+def test_an_intact_archive_that_does_not_load_is_caught_by_load(tmp_path, two_checkpoints):
+    scheduler = two_checkpoints[1] / "scheduler.pt"
+    with zipfile.ZipFile(scheduler, "w") as archive:
+        archive.writestr("archive/data.pkl", b"not a pickle")
+
+    assert checkpoints.problem(two_checkpoints[1], load=False) is None
+    found = checkpoints.problem(two_checkpoints[1], load=True)
+    assert found.startswith("scheduler.pt does not load")
+
+
+def test_a_lora_checkpoint_holds_adapter_weights(tmp_path):
+    checkpoint = make_checkpoint(tmp_path, 2, weights="adapter_model.safetensors")
+
+    assert checkpoints.problem(checkpoint, load=True) is None
+
+
+def test_every_process_rng_state_is_checked(tmp_path):
+    checkpoint = make_checkpoint(tmp_path, 2)
+    (checkpoint / "rng_state.pth").rename(checkpoint / "rng_state_0.pth")
+    (checkpoint / "rng_state_1.pth").write_bytes(b"")
+
+    assert checkpoints.problem(checkpoint) == "rng_state_1.pth is missing or truncated"
+
+
+def test_sharded_weights_are_checked_shard_by_shard(tmp_path):
+    checkpoint = make_checkpoint(tmp_path, 2)
+    (checkpoint / "model.safetensors").unlink()
+    for shard in ("a.safetensors", "b.safetensors"):
+        save_file({"w": torch.ones(8)}, checkpoint / shard)
+    index = {"weight_map": {"x": "a.safetensors", "y": "b.safetensors"}}
+    (checkpoint / checkpoints.SHARD_INDEX).write_text(json.dumps(index))
+    assert checkpoints.problem(checkpoint) is None
+
+    shard = checkpoint / "b.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-4])  # header intact, the last value cut short
+    assert checkpoints.problem(checkpoint) == "b.safetensors is truncated"
+
+
+def test_no_complete_checkpoint_means_none(tmp_path, two_checkpoints):
+    for checkpoint in two_checkpoints:
+        (checkpoint / "optimizer.pt").unlink()
+
+    assert checkpoints.newest_complete(tmp_path) is None
+    assert checkpoints.newest_complete(tmp_path / "nothing-here") is None

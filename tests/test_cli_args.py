@@ -1,0 +1,306 @@
+"""Both command lines refuse bad input before torch loads: one line, a non-zero exit.
+
+The subprocess tests run the real scripts and then list which heavy modules got imported:
+"answers before torch loads" is checked directly, not timed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import evaluate_model
+import train_grpo
+from grpo import artifacts, cli
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "transformers", "trl", "datasets", "peft")
+# Runs a script's main() and prints, at exit (after any error message), the heavy modules
+# that were imported.
+PROBE = """
+import atexit, sys
+atexit.register(lambda: print("HEAVY:", ",".join(
+    sorted({{m.split(".")[0] for m in sys.modules}} & {heavy!r})), file=sys.stderr))
+sys.argv[0] = {script!r}
+import {module}
+{module}.main(sys.argv[1:])
+"""
+
+
+def run_script(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    module = script.removesuffix(".py")
+    code = PROBE.format(script=script, module=module, heavy=set(HEAVY))
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env or {**os.environ, "GRPO_USE_WANDB": "0"},
+        timeout=120,
+    )
+
+
+def heavy_imports(result: subprocess.CompletedProcess) -> str:
+    return result.stderr.rsplit("HEAVY:", 1)[1].strip()
+
+
+def message(result: subprocess.CompletedProcess) -> str:
+    return result.stderr.rsplit("HEAVY:", 1)[0].strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--learning-rate", "-1"], "--learning-rate: must be greater than 0"),
+        (["--max-steps", "0"], "--max-steps: must be at least 1"),
+        (["--max-steps", "-5"], "--max-steps: must be at least 1"),
+        (["--train-size", "0"], "--train-size: must be at least 1"),
+        (["--train-size", "-3"], "--train-size: must be at least 1"),
+        (["--eval-size", "0"], "--eval-size: must be at least 1"),
+        (["--eval-size", "-1"], "--eval-size: must be at least 1"),
+        (["--gradient-accumulation-steps", "0"], "--gradient-accumulation-steps: must be at"),
+        (["--temperature", "0"], "--temperature: must be greater than 0"),
+        (["--temperature", "nan"], "--temperature: must be a finite number"),
+        (["--beta", "-0.1"], "--beta: must be at least 0"),
+        (["--num-generations", "1"], "--num-generations: must be at least 2"),
+        (["--seed", "-1"], "--seed: must be at least 0"),
+        (["--loss-type", "bogus"], "--loss-type: invalid choice: 'bogus'"),
+        (["--lora", "--lora-target-modules", "q_proj,qproj"], "unknown name(s) ['qproj']"),
+        (["--lora-r", "8"], "--lora-r without --lora has no effect"),
+        (["--resume", "--overwrite"], "not allowed with argument"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--per-device-train-batch-size", "100000"], "one step needs 12500 training prompts"),
+        (["--train-size", "3"], "one step needs 4 training prompts"),
+        (["--num-generations", "3"], "not a multiple of --num-generations 3"),
+    ],
+)
+def test_train_grpo_refuses_bad_values_in_one_line(tmp_path, capsys, args, named):
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.parse_args(["--model", "tiny", "--output-dir", str(tmp_path / "run"), *args])
+
+    assert caught.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert named in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_batch_arithmetic_counts_every_process(tmp_path, monkeypatch, capsys):
+    """8 completions per process x 2 processes = 16: not whole groups of 12."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    argv = ["--model", "tiny", "--per-device-train-batch-size", "8", "--num-generations", "12"]
+
+    with pytest.raises(SystemExit):
+        train_grpo.parse_args([*argv, "--output-dir", str(tmp_path)])
+
+    assert "x 2 process(es) = 16 completions per step" in capsys.readouterr().err
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
+    file = tmp_path / "file"
+    file.write_text("mine")
+
+    with pytest.raises(SystemExit):
+        train_grpo.parse_args(["--output-dir", str(file)])
+
+    assert f"--output-dir: {file} is a file" in capsys.readouterr().err
+    assert file.read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--learning-rate", "-1", "--output-dir", "OUT"],
+        ["--model", "tiny", "--train-size", "3", "--output-dir", "OUT"],
+        ["--output-dir", "FILE"],
+        ["--resume", "--output-dir", "OUT"],
+        ["--model", "tiny", "--output-dir", "FILE/run"],
+    ],
+    ids=["help", "bad-value", "batch", "output-is-a-file", "resume-nothing", "unwritable"],
+)
+def test_train_grpo_answers_before_importing_torch(tmp_path, args):
+    (tmp_path / "file").write_text("x")
+    paths = {"OUT": str(tmp_path / "run"), "FILE": str(tmp_path / "file")}
+    args = [re.sub("OUT|FILE", lambda m: paths[m.group()], a) for a in args]
+
+    result = run_script("train_grpo.py", *args)
+
+    assert heavy_imports(result) == ""
+    if args != ["--help"]:
+        assert result.returncode in (cli.EXIT_USER_ERROR, cli.EXIT_USAGE)
+        assert "Traceback" not in result.stderr
+        assert len(message(result).splitlines()) == 1, result.stderr
+        assert message(result).startswith("train_grpo.py: error: ")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--limit", "0", "--output-dir", "OUT"],
+        ["--model", "/no/such/model", "--output-dir", "OUT"],
+        ["--model", "tiny", "--adapter", "OUT", "--output-dir", "OUT"],
+    ],
+    ids=["help", "bad-value", "missing-model-folder", "not-an-adapter"],
+)
+def test_evaluate_model_answers_before_importing_torch(tmp_path, args):
+    args = [a.replace("OUT", str(tmp_path)) for a in args]
+
+    result = run_script("evaluate_model.py", *args)
+
+    assert heavy_imports(result) == ""
+    if args != ["--help"]:
+        assert result.returncode == cli.EXIT_USAGE
+        assert len(message(result).splitlines()) == 1, result.stderr
+
+
+def test_gsm8k_dir_that_is_a_file_is_refused_before_loading(tmp_path):
+    file = tmp_path / "train.jsonl"
+    file.write_text('{"question": "q", "answer": "#### 1"}\n')
+    env = {**os.environ, "GSM8K_DIR": str(file), "GRPO_USE_WANDB": "0"}
+
+    result = run_script("train_grpo.py", "--output-dir", str(tmp_path / "run"), env=env)
+
+    assert result.returncode == cli.EXIT_USER_ERROR
+    assert heavy_imports(result) == ""
+    assert "GSM8K_DIR" in message(result) and "is not a folder" in message(result)
+
+
+def test_wandb_without_a_key_is_refused_before_loading(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(GRPO_USE_WANDB="1", HOME=str(tmp_path))  # HOME: no ~/.netrc from `wandb login`
+
+    args = ["--model", "tiny", "--output-dir", str(tmp_path / "run")]
+    result = run_script("train_grpo.py", *args, env=env)
+
+    assert result.returncode == cli.EXIT_USER_ERROR
+    assert heavy_imports(result) == ""
+    assert "GRPO_USE_WANDB=1 but wandb has no API key" in message(result)
+
+
+def test_loss_types_are_trls():
+    from trl import GRPOConfig
+
+    help_text = GRPOConfig.__dataclass_fields__["loss_type"].metadata["help"]
+    supported = help_text.split("Supported values are ", 1)[1].split(". ", 1)[0]
+    assert set(train_grpo.LOSS_TYPES) == set(re.findall(r"'(\w+)'", supported))
+
+
+def test_lora_targets_are_qwen2_linear_layers(tiny_cache):
+    from torch import nn
+    from transformers import AutoModelForCausalLM
+
+    from offline_demo.tiny_model import tiny_random_path
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_random_path())
+    layers = model.named_modules()
+    linear = {name.rsplit(".", 1)[-1] for name, m in layers if isinstance(m, nn.Linear)}
+    assert set(train_grpo.LORA_TARGETS) == linear - {"lm_head"}
+
+
+def test_evaluate_model_defaults_to_grpo_model(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRPO_MODEL", "tiny-random")
+    assert evaluate_model.parse_args(["--output-dir", str(tmp_path)]).model == "tiny-random"
+    monkeypatch.delenv("GRPO_MODEL")
+    assert evaluate_model.parse_args(["--output-dir", str(tmp_path)]).model == "auto"
+
+
+@pytest.mark.parametrize("module", [train_grpo, evaluate_model])
+def test_the_offline_hint_names_the_flag_that_chose_the_model(module, tmp_path):
+    from grpo.models import MODEL_ENV_VAR, OFFLINE_WAYS_OUT, ModelUnavailable
+
+    error = ModelUnavailable(f"Could not get 'Qwen'. {OFFLINE_WAYS_OUT}")
+    args = ["--model", "real", "--output-dir", str(tmp_path)]
+    with_flag = module.parse_args(args)
+    hint = (
+        train_grpo.model_problem(error, with_flag.model)
+        if module is train_grpo
+        else evaluate_model.model_problem(error, with_flag, None)
+    )
+    assert "--model tiny" in hint
+    assert f"{MODEL_ENV_VAR}=tiny" not in hint
+
+
+def test_sigterm_mid_write_leaves_no_temp_file_and_exits_143(tmp_path, capsys):
+    def work():
+        def write(handle):
+            handle.write("half")
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives in the middle of the write
+
+        artifacts._write_atomically(tmp_path / "metrics.json", write)
+
+    with pytest.raises(SystemExit) as caught:
+        cli.run_main("train_grpo.py", work)
+
+    assert caught.value.code == cli.EXIT_TERMINATED
+    assert list(tmp_path.iterdir()) == []
+    assert "interrupted (SIGTERM)" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch):
+    def mistake():
+        raise cli.UserError("no such thing")
+
+    with pytest.raises(SystemExit) as caught:
+        cli.run_main("x.py", mistake)
+    assert caught.value.code == "x.py: error: no such thing"
+
+    with pytest.raises(ZeroDivisionError):
+        cli.run_main("x.py", lambda: 1 / 0)
+
+    monkeypatch.setenv(cli.DEBUG_ENV_VAR, "1")
+    with pytest.raises(cli.UserError):
+        cli.run_main("x.py", mistake)
+
+
+def test_a_folder_holding_a_finished_run_is_refused_before_loading(tmp_path):
+    from grpo.run_dir import RunDir
+
+    with RunDir(tmp_path, train_grpo.OUTPUTS, {}) as claimed:
+        (tmp_path / "metrics.json").write_text("{}")
+        claimed.finish()
+
+    result = run_script("train_grpo.py", "--model", "tiny", "--output-dir", str(tmp_path))
+
+    assert result.returncode == cli.EXIT_USER_ERROR
+    assert heavy_imports(result) == ""
+    assert "already holds a run (status: complete; metrics.json)" in message(result)
+
+
+def test_wandb_with_a_key_but_no_network_logs_offline(tmp_path, monkeypatch, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+    monkeypatch.setenv("GRPO_USE_WANDB", "1")
+    monkeypatch.setenv("WANDB_API_KEY", "not-a-real-key")
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")  # nobody listens there
+    monkeypatch.setenv("WANDB_MODE", "")  # recorded, so the change below is undone
+
+    train_grpo.check_environment(train_grpo.parse_args(["--output-dir", str(tmp_path)]))
+
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert "logging offline" in capsys.readouterr().out
+
+
+def test_only_the_known_deprecation_notices_are_hidden():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli.quiet_known_warnings()
+        for text in (
+            "`gradient_checkpointing` is deprecated and will be removed in v6.",
+            "`is_gradient_checkpointing` is deprecated and will be removed in v6.",
+            "something else is deprecated",
+        ):
+            warnings.warn(text, FutureWarning, stacklevel=1)
+
+    assert [str(w.message) for w in caught] == ["something else is deprecated"]

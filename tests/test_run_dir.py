@@ -1,0 +1,234 @@
+"""Tests for grpo/run_dir.py: one run per folder, a manifest first and a completion mark last."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from grpo import run_dir
+from grpo.cli import UserError
+from grpo.run_dir import RunDir
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUTS = ("metrics.json", "final", "checkpoints")
+SETTINGS = {"model": "tiny", "seed": 0, "grpo": {"max_steps": 3}}
+
+
+def record(folder: Path) -> dict:
+    return json.loads((folder / run_dir.RUN_FILE).read_text())
+
+
+def finished_run(folder: Path) -> Path:
+    with RunDir(folder, OUTPUTS, SETTINGS) as claimed:
+        (folder / "metrics.json").write_text('{"accuracy": 0.5}\n')
+        (folder / "final").mkdir()
+        (folder / "final" / "model.safetensors").write_bytes(b"weights")
+        claimed.finish()
+    return folder
+
+
+def test_manifest_is_written_first_and_completion_last(tmp_path):
+    with RunDir(tmp_path, OUTPUTS, SETTINGS) as claimed:
+        during = record(tmp_path)
+        claimed.finish()
+    after = record(tmp_path)
+
+    assert during["status"] == "running"
+    assert during["settings"] == SETTINGS
+    assert during["pid"] == os.getpid()
+    assert after["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"), [(ValueError("bad"), "failed"), (KeyboardInterrupt(), "interrupted")]
+)
+def test_a_run_that_ends_without_finishing_is_marked(tmp_path, error, status):
+    with pytest.raises(type(error)), RunDir(tmp_path, OUTPUTS, SETTINGS):
+        raise error
+
+    assert record(tmp_path)["status"] == status
+
+
+def test_a_finished_run_is_not_reused_and_stays_intact(tmp_path):
+    finished_run(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    with pytest.raises(UserError, match="already holds a run .status: complete") as caught:
+        RunDir(tmp_path, OUTPUTS, SETTINGS)
+
+    assert "--resume" in str(caught.value) and "--overwrite" in str(caught.value)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_overwrite_removes_the_old_outputs_but_nothing_else(tmp_path):
+    finished_run(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+
+    with RunDir(tmp_path, OUTPUTS, SETTINGS, overwrite=True):
+        assert not (tmp_path / "metrics.json").exists()
+        assert not (tmp_path / "final").exists()
+        assert record(tmp_path)["status"] == "running"
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_run_that_wrote_no_outputs_does_not_block_the_folder(tmp_path):
+    with pytest.raises(ValueError), RunDir(tmp_path, OUTPUTS, SETTINGS):
+        raise ValueError("model not found")
+
+    with RunDir(tmp_path, OUTPUTS, SETTINGS) as claimed:
+        claimed.finish()
+
+
+def test_resume_keeps_what_it_is_told_and_counts_attempts(tmp_path):
+    finished_run(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+
+    with RunDir(tmp_path, OUTPUTS, SETTINGS, resume=True, keep=("checkpoints",)):
+        assert (tmp_path / "checkpoints").is_dir()
+        assert not (tmp_path / "metrics.json").exists()  # stale results are not left behind
+        assert record(tmp_path)["attempts"] == 2
+
+
+def test_resume_refuses_a_run_with_other_settings(tmp_path):
+    finished_run(tmp_path)
+    other = {**SETTINGS, "seed": 1}
+
+    with pytest.raises(UserError, match="seed: 0 there, 1 here"):
+        RunDir(tmp_path, OUTPUTS, other, resume=True)
+    assert (tmp_path / "metrics.json").exists()
+
+
+def test_resume_refuses_a_folder_without_a_manifest(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+
+    with pytest.raises(UserError, match="no run.json"):
+        RunDir(tmp_path, OUTPUTS, SETTINGS, resume=True)
+
+
+def test_wall_time_adds_up_over_resumed_attempts(tmp_path):
+    with RunDir(tmp_path, OUTPUTS, SETTINGS):
+        pass
+    killed = {**record(tmp_path), "status": "running", "wall_time_s": 100.0}  # as SIGKILL left it
+    (tmp_path / run_dir.RUN_FILE).write_text(json.dumps(killed))
+    with RunDir(tmp_path, OUTPUTS, SETTINGS, resume=True) as second:
+        assert 100.0 <= second.wall_time_s() < 200.0
+        second.finish()
+    assert record(tmp_path)["wall_time_s"] >= 100.0
+
+
+def test_resolved_model_must_match_on_resume(tmp_path):
+    with RunDir(tmp_path, OUTPUTS, SETTINGS) as first:
+        first.check_resolved({"model_folder": "tiny"}, resume=False)
+    second = RunDir(tmp_path, OUTPUTS, SETTINGS, resume=True)
+    with second, pytest.raises(UserError, match="model_folder: 'tiny' there, 'Qwen' here"):
+        second.check_resolved({"model_folder": "Qwen"}, resume=True)
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    stale = tmp_path / ".metrics.json.k3j9x.tmp"
+    stale.write_text('{"half')
+    keep = tmp_path / "notes.tmp"  # not hidden: not ours
+    keep.write_text("mine")
+
+    with RunDir(tmp_path, OUTPUTS, SETTINGS):
+        pass
+
+    assert not stale.exists()
+    assert keep.exists()
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from grpo.run_dir import RunDir
+    with RunDir(sys.argv[1], ("metrics.json",), {}):
+        print("claimed", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_folder(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "claimed"
+        with pytest.raises(UserError, match=f"in use by another run .pid {holder.pid}"):
+            RunDir(tmp_path, ("metrics.json",), {})
+        assert record(tmp_path)["pid"] == holder.pid  # the holder's manifest is untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel dropped the dead holder's lock: the folder can be taken over.
+    with RunDir(tmp_path, ("metrics.json",), {}) as claimed:
+        assert record(tmp_path)["pid"] == os.getpid()
+        claimed.finish()
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_notice(tmp_path, capsys):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
+    (tmp_path / run_dir.LOCK_FILE).write_text(dead)
+
+    with RunDir(tmp_path, OUTPUTS, SETTINGS):
+        pass
+
+    assert f"left by pid {dead}" in capsys.readouterr().out
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    file = tmp_path / "file"
+    file.write_text("x")
+
+    with pytest.raises(UserError, match="is a file"):
+        RunDir(file, OUTPUTS, SETTINGS)
+
+
+def test_unwritable_output_dir_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+
+    with pytest.raises(UserError, match="cannot write to output folder"):
+        RunDir(tmp_path / "file" / "run", OUTPUTS, SETTINGS)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_output_dir_is_refused(tmp_path):
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(UserError, match="cannot write to output folder"):
+            RunDir(tmp_path / "run", OUTPUTS, SETTINGS)
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_preflight_refuses_what_the_claim_would_and_writes_nothing(tmp_path):
+    finished_run(tmp_path / "done")
+    before = digests(tmp_path / "done")
+
+    with pytest.raises(UserError, match="already holds a run"):
+        RunDir.preflight(tmp_path / "done", OUTPUTS, SETTINGS)
+    with pytest.raises(UserError, match="seed: 0 there, 1 here"):
+        RunDir.preflight(tmp_path / "done", OUTPUTS, {**SETTINGS, "seed": 1}, resume=True)
+    RunDir.preflight(tmp_path / "done", OUTPUTS, SETTINGS, overwrite=True)
+    RunDir.preflight(tmp_path / "new", OUTPUTS, SETTINGS)
+
+    assert digests(tmp_path / "done") == before
+    assert not (tmp_path / "new").exists()
+
+
+def test_preflight_sees_a_live_holder(tmp_path):
+    with RunDir(tmp_path, OUTPUTS, SETTINGS), pytest.raises(UserError, match="in use"):
+        RunDir.preflight(tmp_path, OUTPUTS, SETTINGS)
+    RunDir.preflight(tmp_path, OUTPUTS, SETTINGS)  # released: free again
+
+
+def digests(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}

@@ -1,0 +1,188 @@
+"""train_grpo.py and its output folder: no second run into it, no mixed results, and a resume
+that skips a damaged checkpoint. On the tiny random model (built in seconds), two steps,
+in this process (no second import of torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_grpo
+from grpo import training
+
+REPO = Path(__file__).resolve().parents[1]
+COMMAND = [
+    "--model", "tiny-random", "--max-steps", "2", "--save-steps", "1", "--train-size", "16",
+    "--eval-size", "4", "--per-device-train-batch-size", "8", "--max-completion-length", "8",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """A complete two-step run with checkpoint-1 and checkpoint-2."""
+    output_dir = tmp_path_factory.mktemp("finished") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRPO_CACHE_DIR", str(tiny_model_dir.parent))
+        patch.delenv("GRPO_USE_WANDB", raising=False)
+        train_grpo.main([*COMMAND, "--output-dir", str(output_dir)])
+    return output_dir
+
+
+@pytest.fixture
+def copy_of_finished_run(finished_run, tmp_path, tiny_cache) -> Path:
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def run_json(folder: Path) -> dict:
+    return json.loads((folder / "run.json").read_text())
+
+
+def test_a_finished_run_is_marked_complete(finished_run):
+    record = run_json(finished_run)
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+
+    assert record["status"] == "complete"
+    assert record["settings"]["model"] == "tiny-random"
+    assert record["resolved"]["resolved_profile"] == "tiny"
+    assert metrics["steps"] == 2
+    assert metrics["wall_time_s"] > 0
+
+
+@pytest.mark.parametrize("extra", [[], ["--seed", "1"]], ids=["same-command", "other-seed"])
+def test_a_second_run_into_a_finished_folder_fails_and_changes_nothing(copy_of_finished_run, extra):
+    before = digests(copy_of_finished_run)
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*COMMAND, *extra, "--output-dir", str(copy_of_finished_run)])
+
+    assert "already holds a run (status: complete" in str(caught.value.code)
+    assert digests(copy_of_finished_run) == before
+
+
+def test_resume_after_losing_the_newest_weights_uses_the_previous_checkpoint(
+    copy_of_finished_run, capsys
+):
+    checkpoints = copy_of_finished_run / "checkpoints"
+    (checkpoints / "checkpoint-2" / "model.safetensors").unlink()
+
+    metrics = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
+
+    out = capsys.readouterr().out
+    assert "Skipping checkpoint-2: the weights are missing" in out
+    assert f"Resuming from {checkpoints / 'checkpoint-1'}\n" in out
+    assert metrics["steps"] == 2
+    assert [entry["step"] for entry in metrics["reward_per_step"]] == [1, 2]
+    record = run_json(copy_of_finished_run)
+    assert record["status"] == "complete"
+    assert record["attempts"] == 2
+    assert (checkpoints / "checkpoint-2" / "model.safetensors").is_file()  # saved anew
+
+
+def test_wall_time_adds_up_over_a_resume(copy_of_finished_run):
+    record = run_json(copy_of_finished_run)
+    record["wall_time_s"] = 1000.0  # as if the first attempt had run for 1000 s
+    (copy_of_finished_run / "run.json").write_text(json.dumps(record))
+
+    metrics = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
+
+    assert metrics["wall_time_s"] > 1000.0
+    assert run_json(copy_of_finished_run)["wall_time_s"] >= metrics["wall_time_s"]
+
+
+def test_resume_with_other_settings_is_refused(copy_of_finished_run):
+    before = digests(copy_of_finished_run)
+    argv = [*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume", "--seed", "1"]
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main(argv)
+
+    assert "seed: 0 there, 1 here" in str(caught.value.code)
+    assert digests(copy_of_finished_run) == before
+
+
+def test_an_interrupted_overwrite_leaves_no_old_results_behind(copy_of_finished_run, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "make_trainer", interrupted)
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--overwrite"])
+
+    assert caught.value.code == 130
+    assert run_json(copy_of_finished_run)["status"] == "interrupted"
+    assert not (copy_of_finished_run / "final").exists()
+    assert not (copy_of_finished_run / "metrics.json").exists()
+    assert not (copy_of_finished_run / "checkpoints").exists()
+    assert (copy_of_finished_run / "completions_before.jsonl").is_file()  # the new run's
+
+
+HOLDER = """
+import sys, time
+from grpo.run_dir import RunDir
+with RunDir(sys.argv[1], ("metrics.json",), {}):
+    print("claimed", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_while_the_first_is_alive_is_refused(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "claimed"
+        with pytest.raises(SystemExit) as caught:
+            train_grpo.main([*COMMAND, "--output-dir", str(tmp_path)])
+    finally:
+        holder.kill()
+        holder.wait()
+
+    assert f"in use by another run (pid {holder.pid})" in str(caught.value.code)
+    assert not (tmp_path / "completions_before.jsonl").exists()
+
+
+class IdleTrainer:
+    """A trainer whose training does nothing, as TRL's did with too few prompts for a step."""
+
+    state = type("State", (), {"global_step": 0, "log_history": []})()
+
+    def add_callback(self, callback):
+        pass
+
+    def train(self, resume_from_checkpoint=None):
+        pass
+
+
+def test_a_run_that_trained_no_step_is_a_failure(tmp_path, tiny_cache, monkeypatch):
+    monkeypatch.setattr(training, "make_trainer", lambda *args, **kwargs: IdleTrainer())
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*COMMAND, "--output-dir", str(tmp_path), "--skip-eval"])
+
+    assert "training ran 0 steps" in caught.value.code
+    assert run_json(tmp_path)["status"] == "failed"
+    assert not (tmp_path / "metrics.json").exists()
