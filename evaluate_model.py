@@ -25,7 +25,7 @@ from pathlib import Path
 
 import data
 from data import SPLITS
-from grpo.cli import Parser, UserError, positive_int, run_main, seed, usage_error
+from grpo.cli import Parser, UserError, positive_int, random_seed, run_main, usage_error
 from grpo.profiles import EVAL_SETTINGS, TINY
 from grpo.run_dir import RunDir
 
@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", choices=["gsm8k", "toy"], default="gsm8k")
     parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--limit", type=positive_int, help="the first N questions (default: all)")
-    parser.add_argument("--seed", type=seed, default=0, help="draws the toy problems")
+    parser.add_argument("--seed", type=random_seed, default=0, help="draws the toy problems")
     parser.add_argument(
         "--batch-size", type=positive_int, help="default: 64 for gsm8k, 100 for toy (the profiles')"
     )

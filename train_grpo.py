@@ -31,8 +31,8 @@ from grpo.cli import (
     non_negative_float,
     positive_float,
     positive_int,
+    random_seed,
     run_main,
-    seed,
 )
 from grpo.profiles import PROFILES, TINY, Profile
 from grpo.run_dir import RunDir
@@ -89,9 +89,7 @@ def resolve_gpu(args: argparse.Namespace) -> bool:
     from grpo.plan import visible_gpu
 
     gpu = visible_gpu() if args.gpu_memory_gb is not None or args.dry_run else None
-    if args.gpu_memory_gb == "auto":
-        if gpu is None:
-            raise SystemExit("train_grpo.py: error: --gpu-memory-gb auto: no NVIDIA GPU visible")
+    if args.gpu_memory_gb == "auto" and gpu is not None:
         args.gpu_memory_gb = gpu[0]
     return bool(gpu and gpu[1])
 
@@ -120,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="hyper-parameters and data; auto: tiny for the tiny model",
     )
-    parser.add_argument("--seed", type=seed, default=0)
+    parser.add_argument("--seed", type=random_seed, default=0)
     parser.add_argument("--train-size", type=positive_int, help="prompts (default: profile)")
     parser.add_argument("--eval-size", type=positive_int, help="questions (default: profile)")
     parser.add_argument("--skip-eval", action="store_true", help="train only, no evaluation")
@@ -230,6 +228,8 @@ def argument_problem(args: argparse.Namespace) -> str | None:
     lora_options = [flag(name) for name in lora_names if getattr(args, name)]
     if lora_options and not args.lora:
         return f"{', '.join(lora_options)} without --lora has no effect: add --lora"
+    if args.gpu_memory_gb == "auto":
+        return "argument --gpu-memory-gb: auto, but nvidia-smi shows no GPU: give a size in GB"
     if args.gpu_memory_gb is not None and not args.dry_run:
         plan = make_plan(args)
         if plan.lora and not args.lora:

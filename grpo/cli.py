@@ -71,14 +71,13 @@ def bounded(kind: Callable[[str], T], low: T, high: T | None = None, *, strict: 
             raise argparse.ArgumentTypeError(f"must be {limit}, got {text}")
         return value
 
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
 
 
 positive_int = bounded(int, 1)
 positive_float = bounded(float, 0.0, strict=True)
 non_negative_float = bounded(float, 0.0)
-seed = bounded(int, 0, MAX_SEED)
+random_seed = bounded(int, 0, MAX_SEED)
 
 
 def comma_list(allowed: tuple[str, ...]):
@@ -93,7 +92,6 @@ def comma_list(allowed: tuple[str, ...]):
             )
         return names
 
-    parse.__name__ = "list"
     return parse
 
 

@@ -97,7 +97,8 @@ def split_of(signature: str) -> Split:
 
 
 def make_problems(count: int, seed: int) -> list[ToyProblem]:
-    """`count` problems from a seeded generator, from both splits: for illustration only."""
+    """`count` problems from a seeded generator, from both splits: for illustrations and the
+    tiny tokenizer's corpus, never for training a model."""
     rng = random.Random(seed)
     return [make_problem(rng) for _ in range(count)]
 

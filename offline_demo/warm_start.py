@@ -172,7 +172,7 @@ def train_warm_start(output_dir: Path, recipe: Recipe | None = None) -> None:
 
 
 def _library_versions() -> dict[str, str]:
-    """For the record only: other versions give slightly different weights, same recipe."""
+    """For the record only, not part of the recipe: other versions may round differently."""
     from importlib.metadata import version
 
     return {name: version(name) for name in ("torch", "transformers", "trl")}
@@ -183,7 +183,8 @@ def warm_start_dir() -> Path:
     else its cache folder (which may not be built yet)."""
     if shipped_record() == _current_record():
         return SHIPPED_DIR
-    return cache_root() / f"tiny-qwen2-warm-{_current_record()['teacher_data_sha256'][:12]}"
+    digest = hashlib.sha256(json.dumps(_current_record(), sort_keys=True).encode("utf-8"))
+    return cache_root() / f"tiny-qwen2-warm-{digest.hexdigest()[:12]}"  # one per recipe
 
 
 def warm_start_path() -> Path:

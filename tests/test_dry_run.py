@@ -85,3 +85,23 @@ def test_learner_is_a_profile_choice(tmp_path, capsys, no_gpu):
     train_grpo.main(["--profile", "learner", "--dry-run", "--output-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert "Plan for profile 'learner'" in out and "steps: 250" in out
+
+
+def test_gpu_memory_auto_without_a_gpu_is_a_usage_error(tmp_path, no_gpu, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_grpo.parse_args(["--output-dir", str(tmp_path), "--gpu-memory-gb", "auto"])
+    assert exit_info.value.code == 2
+    assert "no GPU" in capsys.readouterr().err
+
+
+def test_gpu_memory_auto_uses_the_visible_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(plan, "visible_gpu", lambda: (80.0, True))
+    args = train_grpo.parse_args(
+        ["--output-dir", str(tmp_path), "--profile", "real", "--gpu-memory-gb", "auto"]
+    )
+    assert (args.gpu_memory_gb, args.gpu_bf16) == (80.0, True)
+    overrides = train_grpo.config_overrides(args)
+    assert (overrides["per_device_train_batch_size"], overrides["gradient_accumulation_steps"]) == (
+        64,
+        1,
+    )

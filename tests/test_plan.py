@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,65 @@ def test_plan_module_imports_no_torch():
     code = "import sys, grpo.plan; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [("15360, 7.5\n", (15360 * 2**20 / GB, False)), ("81559, 9.0\n", (81559 * 2**20 / GB, True))],
+)
+def test_visible_gpu_reads_nvidia_smi(monkeypatch, answer, expected):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(plan.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(
+        plan.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, answer, "")
+    )
+    assert plan.visible_gpu() == expected
+
+
+def test_visible_gpu_none_when_hidden_or_absent(monkeypatch):
+    monkeypatch.setattr(plan.shutil, "which", lambda name: None)
+    assert plan.visible_gpu() is None
+    monkeypatch.setattr(plan.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert plan.visible_gpu() is None
+
+
+def saved_values_per_token(layers: int, shape: plan.ModelShape, tokens: int = 256) -> float:
+    """fp32 values autograd keeps for the backward pass of a Qwen2 forward, per token
+    (parameters excluded): what the activation estimate claims to count."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            hidden_size=shape.hidden,
+            intermediate_size=shape.intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=shape.heads,
+            num_key_value_heads=shape.kv_heads,
+            vocab_size=shape.vocab,
+            attn_implementation="sdpa",
+        )  # fmt: skip
+    )
+    seen, total = {p.data_ptr() for p in model.parameters()}, 0
+
+    def pack(tensor):
+        nonlocal total
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            total += tensor.numel()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model.model(input_ids=torch.randint(0, shape.vocab, (2, tokens // 2)))
+    return total / tokens
+
+
+def test_activation_estimate_matches_what_autograd_saves():
+    """One decoder layer of Qwen2.5-0.5B's width: the estimate's values per token against
+    the tensors autograd really keeps (the difference between 2 layers and 1)."""
+    shape = replace(QWEN2_5_0_5B, vocab=1000)
+    measured = saved_values_per_token(2, shape) - saved_values_per_token(1, shape)
+    estimate = estimate_memory(shape, 1, 1, 100, 156, False, False, 0.0).activations
+    per_layer_estimate = estimate / (shape.layers * 256 * 4)
+    assert measured == pytest.approx(per_layer_estimate, rel=0.15)

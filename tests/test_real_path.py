@@ -171,6 +171,7 @@ def test_train_grpo_real_profile_on_the_standin(qwen_standin_dir, tmp_path):
     assert "data_source" in metrics
 
 
+@pytest.mark.slow  # 9-11 s per case on the 2-core CI machine
 @pytest.mark.parametrize("how", [("--model", "real"), ("--profile", "real")])
 def test_real_model_unavailable_fails_fast_and_writes_nothing(tmp_path, how):
     output = tmp_path / "run"
@@ -193,6 +194,6 @@ def test_evaluate_model_on_the_standin(qwen_standin_dir, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     metrics = json.loads((output / "metrics.json").read_text())
-    assert metrics["num_examples"] == 2 or metrics.get("num_eval_examples") == 2, metrics
+    assert metrics["num_examples"] == 2, metrics
     lines = (output / "completions.jsonl").read_text().splitlines()
     assert len(lines) == 2

@@ -379,6 +379,7 @@ def reward_gain(rewards: list[float]) -> float:
     return statistics.mean(rewards[-10:]) - statistics.mean(rewards[:5])
 
 
+@pytest.mark.slow
 def test_grpo_raises_the_reward_of_the_warm_start(tmp_path, one_torch_thread):
     rewards = grpo_rewards(tmp_path)
 
@@ -386,6 +387,7 @@ def test_grpo_raises_the_reward_of_the_warm_start(tmp_path, one_torch_thread):
     assert gain >= REWARD_GAIN_MARGIN, f"reward gain {gain:.2f}; rewards {rewards}"
 
 
+@pytest.mark.slow
 def test_frozen_policy_does_not_reach_the_margin(tmp_path, one_torch_thread):
     """The control: the same 40 steps with learning rate 0 stay within noise of no gain,
     so passing the margin above takes learning, not luck in the sampled completions."""

@@ -75,6 +75,17 @@ def test_another_recipe_is_built_into_the_cache_with_a_notice(
     assert "does not match the current recipe" in capsys.readouterr().out
 
 
+def test_each_recipe_has_its_own_cache_folder(recipe, monkeypatch, tmp_path):
+    """Recipes with the same teacher data but other settings must not share a build."""
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path))
+    folders = set()
+    for learning_rate in (1e-3, 2e-3):
+        solve = dataclasses.replace(warm_start.RECIPE.solve, learning_rate=learning_rate)
+        recipe(dataclasses.replace(warm_start.RECIPE, solve=solve))
+        folders.add(warm_start.warm_start_dir())
+    assert len(folders) == 2 and all(folder.parent == tmp_path for folder in folders)
+
+
 def test_teachers_draw_only_training_computations():
     for stage in (warm_start.RECIPE.solve, warm_start.RECIPE.habit):
         rows = warm_start.teacher_rows(stage)
