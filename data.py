@@ -287,4 +287,6 @@ def load_gsm8k(
     print(f"GSM8K {split}: {count} rows from {origin}")
     import datasets
 
-    return datasets.Dataset.from_list(kept)
+    # metrics.json reads the origin back from here (grpo.run_record.data_source).
+    info = datasets.DatasetInfo(description=f"GSM8K {split}: {origin}")
+    return datasets.Dataset.from_list(kept, info=info)

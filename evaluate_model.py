@@ -266,8 +266,9 @@ def run(args: argparse.Namespace) -> dict:
 def evaluate_to(args: argparse.Namespace, run_dir: RunDir) -> dict:
     """Load, evaluate and write metrics.json and completions.jsonl into the claimed folder."""
     from grpo import artifacts
-    from grpo.evaluation import evaluate
+    from grpo.evaluation import GREEDY_GENERATION, evaluate
     from grpo.models import describe
+    from grpo.run_record import data_source, git_commit, versions
 
     base, adapter = split_adapter(args.model, args.adapter)
     try:
@@ -293,7 +294,11 @@ def evaluate_to(args: argparse.Namespace, run_dir: RunDir) -> dict:
         "split": args.split,
         "backend": args.backend,
         "max_new_tokens": max_new_tokens,
+        "data_source": data_source(dataset),
+        "eval_generation": GREEDY_GENERATION,  # both backends decode with these settings
         **result.metrics,
+        "versions": versions(),
+        "git_commit": git_commit(),
         "wall_time_s": run_dir.wall_time_s(),
     }
     artifacts.write_jsonl(args.output_dir / "completions.jsonl", result.rows)

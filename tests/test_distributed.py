@@ -151,7 +151,7 @@ def doc_commands() -> list[list[str]]:
     text = re.sub(r"\\\n\s*", " ", SCALING_DOC.read_text(encoding="utf-8"))
     lines = [line.strip() for line in text.splitlines() if line.startswith("    ")]
     scripts = re.compile(r"(train_grpo|evaluate_model)\.py")
-    return [shlex.split(line) for line in lines if scripts.search(line)]
+    return [shlex.split(line, comments=True) for line in lines if scripts.search(line)]
 
 
 def launcher_processes(words: list[str]) -> int:

@@ -249,7 +249,7 @@ def test_repository_and_notebook_outputs_hold_no_secrets():
 
 def test_the_scan_covers_code_and_notebooks():
     files = repository_files()
-    assert "training.py" in files
+    assert "grpo/training.py" in files
     assert Path(__file__).relative_to(REPO_ROOT).as_posix() in files  # untracked files too
     assert any(name.endswith(".ipynb") for name in files)
 

@@ -168,7 +168,7 @@ def test_train_grpo_real_profile_on_the_standin(qwen_standin_dir, tmp_path):
     assert set(metrics["versions"]) == {"torch", "transformers", "trl"}
     assert all(metrics["versions"].values())
     assert "git_commit" in metrics
-    assert "data_source" in metrics
+    assert "embedded excerpt" in metrics["data_source"]  # offline: the shipped GSM8K rows
 
 
 @pytest.mark.slow  # 9-11 s per case on the 2-core CI machine
@@ -195,5 +195,7 @@ def test_evaluate_model_on_the_standin(qwen_standin_dir, tmp_path):
 
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["num_examples"] == 2, metrics
+    assert "embedded excerpt" in metrics["data_source"]
+    assert metrics["eval_generation"]["repetition_penalty"] == 1.0  # not the model file's 1.1
     lines = (output / "completions.jsonl").read_text().splitlines()
     assert len(lines) == 2
