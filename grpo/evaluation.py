@@ -75,13 +75,14 @@ def generate(
     order = list(range(len(texts)))
     if sort_by_length:
         order.sort(key=lambda index: len(encoded[index]))
-    stop_ids = _as_list(model.generation_config.eos_token_id)
+    stop_ids = _as_list(model.generation_config.eos_token_id)  # the model's own stop tokens
     config = GenerationConfig(
         **GREEDY_GENERATION,
         max_new_tokens=max_new_tokens,
         eos_token_id=stop_ids,
         pad_token_id=tokenizer.pad_token_id,
     )
+    stop_set = set(stop_ids)
     results: list[Generation | None] = [None] * len(texts)
     batches = range(0, len(texts), batch_size)
     for start in tqdm(batches, desc="Generating", unit="batch", disable=not progress):
@@ -92,7 +93,7 @@ def generate(
         output = model.generate(**batch, generation_config=config)
         new_tokens = output[:, batch["input_ids"].shape[1] :]
         for index, row in zip(indices, new_tokens.tolist(), strict=True):
-            length = _length_until_stop(row, set(stop_ids))
+            length = _length_until_stop(row, stop_set)
             text = tokenizer.decode(row[:length], skip_special_tokens=True)
             results[index] = Generation(text=text, num_tokens=length)
     return results

@@ -110,9 +110,15 @@ def teacher_dataset(stage: Stage) -> Dataset:
 
 
 def recipe_record(recipe: Recipe) -> dict:
-    """The recipe as `recipe.json` stores it, with a hash of both stages' teacher data (so a
-    change to the toy task shows up even when no number in the recipe changed)."""
-    teacher_data = json.dumps([teacher_rows(recipe.solve), teacher_rows(recipe.habit)])
+    """The recipe as `recipe.json` stores it, with a hash of both stages' teacher data as
+    the trainer sees it (so a change to the toy task or the system prompt shows up even
+    when no number in the recipe changed)."""
+    teacher_data = json.dumps(
+        [
+            [[build_prompt(question), completion] for question, completion in teacher_rows(stage)]
+            for stage in (recipe.solve, recipe.habit)
+        ]
+    )
     return {
         **dataclasses.asdict(recipe),
         "teacher_data_sha256": hashlib.sha256(teacher_data.encode("utf-8")).hexdigest(),

@@ -2,7 +2,10 @@
 
 They catch what execution does not: a machine's absolute paths left in the outputs, a
 notebook that needs a kernel restart to see module edits, logic copied into a notebook
-instead of imported, and outputs that no longer come from one top-to-bottom run.
+instead of imported, outputs that no longer come from one top-to-bottom run, and the
+parts every notebook owes a learner (how to run it on Colab/AutoDL, a first cell that
+explains a missing module instead of dying, exercises with folded answers, references,
+one Chinese word for "completion").
 """
 
 import json
@@ -70,3 +73,47 @@ def test_outputs_come_from_one_top_to_bottom_run(path):
     """Execution counts either all empty (cleared) or 1, 2, 3, ... in cell order."""
     counts = [cell.get("execution_count") for cell in code_cells(load(path))]
     assert counts == [None] * len(counts) or counts == list(range(1, len(counts) + 1))
+
+
+def markdown_text(notebook: dict) -> str:
+    return "\n".join(
+        "".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "markdown"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_first_code_cell_explains_a_missing_module(path):
+    first = "".join(code_cells(load(path))[0]["source"])
+    assert 'find_spec("grpo")' in first and "sys.path.insert" in first
+    assert "pip install --no-deps -e ." in first
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_it_says_how_to_run_on_colab_and_autodl(path):
+    text = markdown_text(load(path))
+    for needle in (
+        "source /etc/network_turbo",
+        "/root/autodl-tmp",
+        "hf-mirror.com",
+        "grep -v '^torch'",
+    ):
+        assert needle in text, f"{path.name} lacks {needle!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_it_ends_with_exercises_and_references(path):
+    text = markdown_text(load(path))
+    assert "## 练习" in text and "<details><summary>答案</summary>" in text
+    assert "## 参考文献" in text and "arxiv.org/abs/" in text
+
+
+CODE_SPANS = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+BARE_COMPLETION = re.compile(r"(?<![\w/])[Cc]ompletions?(?![\w])")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_completion_is_translated_in_the_prose(path):
+    """The series calls a completion 回答; English stays only in code and identifiers."""
+    prose = CODE_SPANS.sub("", markdown_text(load(path)))
+    prose = prose.replace("TRL 把模型针对一个提示词（prompt）生成的文本叫 completion", "")
+    assert not BARE_COMPLETION.findall(prose)
