@@ -423,6 +423,9 @@ def train(args: argparse.Namespace, run_dir: RunDir | None, policy: tuple[Path, 
             eval_generation=GREEDY_GENERATION,
             device=str(config.device),
         ),
+        "eval_overlap_with_training": training.eval_overlap_with_training(
+            profile, train_set, eval_set
+        ),
         "seed": args.seed,
         "steps": trainer.state.global_step,
         "num_processes": config.world_size,

@@ -17,10 +17,9 @@ from data import load_gsm8k
 from grpo import netcheck
 from grpo.models import gpu_supports_bf16, is_embedded, resolve_model
 from grpo.profiles import PROFILES, REAL, REAL_MODEL_PROFILES, TINY, Profile
+from offline_demo import warm_start
 from offline_demo.toy_task import toy_splits
 from rewards import REWARD_FUNCS
-
-TOY_SOURCE = "toy task (offline_demo)"
 
 
 def report_to() -> list[str]:
@@ -88,8 +87,16 @@ def load_datasets(
     train_size = train_size or profile.train_size
     eval_size = eval_size or profile.evaluation.size
     if profile.dataset == "toy":
-        splits = toy_splits(train_size, eval_size, seed)
-        for split in splits:  # read back by grpo.run_record.data_source for metrics.json
-            split.info.description = TOY_SOURCE
-        return splits
+        return toy_splits(train_size, eval_size, seed)
     return load_gsm8k("train", limit=train_size), load_gsm8k("test", limit=eval_size)
+
+
+def eval_overlap_with_training(profile: Profile, train_set: Dataset, eval_set: Dataset) -> int:
+    """Evaluation questions that training has seen; an honest evaluation reports 0.
+
+    The toy task also counts the warm start's data and same-arithmetic rewordings; GSM8K
+    counts questions that appear word for word in the training rows.
+    """
+    if profile.dataset == "toy":
+        return warm_start.eval_overlap_with_training(eval_set["question"], train_set["question"])
+    return len(set(eval_set["question"]) & set(train_set["question"]))

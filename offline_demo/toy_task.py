@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from datasets import Dataset
+from datasets import Dataset, DatasetInfo
 
 from data import build_prompt
 
@@ -132,14 +132,19 @@ def overlap(eval_questions: Iterable[str], training_questions: Iterable[str]) ->
     )
 
 
+SOURCE = "toy task (offline_demo)"
+
+
 def as_dataset(problems: list[ToyProblem]) -> Dataset:
-    """The same columns as `data.load_gsm8k`: question, answer, prompt."""
+    """The same columns as `data.load_gsm8k`: question, answer, prompt. The description
+    names the source, as GSM8K's does, for metrics.json (grpo.run_record.data_source)."""
     return Dataset.from_dict(
         {
             "question": [p.question for p in problems],
             "answer": [p.answer for p in problems],
             "prompt": [build_prompt(p.question) for p in problems],
-        }
+        },
+        info=DatasetInfo(description=SOURCE),
     )
 
 

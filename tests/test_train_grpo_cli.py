@@ -271,6 +271,10 @@ def test_cli_writes_metrics_summary_and_completions(interrupted_run):
             assert 0.0 <= metrics[f"{name}_{when}"] <= 1.0, f"{name}_{when}"
     assert metrics["num_eval_examples"] == EVAL_SIZE
     assert metrics["profile"] == "tiny"
+    assert metrics["data_source"] == "toy task (offline_demo)"
+    assert metrics["eval_overlap_with_training"] == 0
+    assert metrics["param_dtype"] == "float32"
+    assert metrics["gradient_checkpointing"] is False  # the tiny profile's
     assert metrics["steps"] == STEPS
     assert metrics["wall_time_s"] > 0
     assert [entry["step"] for entry in metrics["reward_per_step"]] == list(range(1, STEPS + 1))

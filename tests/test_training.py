@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from datasets import Dataset
 from transformers import AutoModelForCausalLM
 from trl import GRPOConfig
 
@@ -395,3 +396,19 @@ def test_frozen_policy_does_not_reach_the_margin(tmp_path, one_torch_thread):
 
     gain = reward_gain(rewards)
     assert abs(gain) < REWARD_GAIN_MARGIN, f"reward gain {gain:.2f}; rewards {rewards}"
+
+
+def test_eval_overlap_with_training_is_zero_for_the_toy_splits():
+    train, evaluation = training.load_datasets(TINY, train_size=300, eval_size=50)
+
+    assert training.eval_overlap_with_training(TINY, train, evaluation) == 0
+    # The same measure catches a leak: evaluating on training prompts.
+    leaked = train.select(range(5))
+    assert training.eval_overlap_with_training(TINY, train, leaked) == 5
+
+
+def test_eval_overlap_with_training_counts_shared_gsm8k_questions():
+    train = Dataset.from_dict({"question": ["a", "b", "c"]})
+    evaluation = Dataset.from_dict({"question": ["c", "d"]})
+
+    assert training.eval_overlap_with_training(REAL, train, evaluation) == 1
