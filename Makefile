@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 OUTPUT_DIR ?= runs/main
+# make train re-runs the demo from scratch; TRAIN_FLAGS=--resume continues an interrupted one.
+TRAIN_FLAGS ?= --overwrite
 
 .PHONY: setup train test test-fast lint
 
@@ -19,7 +21,7 @@ $(BIN)/activate: requirements.txt pyproject.toml
 setup: $(BIN)/activate
 
 train: setup
-	$(BIN)/python train_grpo.py --output-dir $(OUTPUT_DIR)
+	$(BIN)/python train_grpo.py --output-dir $(OUTPUT_DIR) $(TRAIN_FLAGS)
 
 test: setup
 	$(BIN)/ruff check .
