@@ -84,13 +84,16 @@ def gpu_memory(text: str) -> float | str:
 def resolve_gpu(args: argparse.Namespace) -> bool:
     """Fill in --gpu-memory-gb auto from nvidia-smi (no torch); True if the GPU has bf16.
 
-    With no GPU visible, an explicit size is planned in fp32 (as on a T4): the safe side.
+    With no GPU visible, an explicit size is planned like the README's card table: bf16
+    autocast above 16 GB (L4, A10G, A100, H100 have it), fp32 up to 16 GB (a T4 has not).
     """
-    from grpo.plan import visible_gpu
+    from grpo.plan import BF16_ABOVE_GB, visible_gpu
 
     gpu = visible_gpu() if args.gpu_memory_gb is not None or args.dry_run else None
     if args.gpu_memory_gb == "auto" and gpu is not None:
         args.gpu_memory_gb = gpu[0]
+    if gpu is None and isinstance(args.gpu_memory_gb, float):
+        return args.gpu_memory_gb > BF16_ABOVE_GB
     return bool(gpu and gpu[1])
 
 

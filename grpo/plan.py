@@ -433,6 +433,8 @@ class Card:
     bf16: bool
 
 
+# Cards above this size have bf16 (Ampere or newer); the 16 GB class (T4) does not.
+BF16_ABOVE_GB = 16
 CARDS = (
     Card("T4 (Colab free), V100-16GB", 16, bf16=False),
     Card("L4, A10G, RTX 3090/4090", 24, bf16=True),

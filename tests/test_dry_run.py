@@ -105,3 +105,15 @@ def test_gpu_memory_auto_uses_the_visible_gpu(tmp_path, monkeypatch):
         64,
         1,
     )
+
+
+@pytest.mark.parametrize("size, bf16", [("16", False), ("24", True), ("80", True)])
+def test_an_explicit_card_size_without_a_gpu_is_planned_like_the_card_table(
+    tmp_path, no_gpu, size, bf16
+):
+    """Planning from a laptop for a rented card: a T4-class 16 GB card has no bf16, the
+    larger classes in the README's table do, so the plan's time and memory match the table."""
+    args = train_grpo.parse_args(
+        ["--output-dir", str(tmp_path), "--profile", "learner", "--gpu-memory-gb", size]
+    )
+    assert args.gpu_bf16 is bf16
