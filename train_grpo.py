@@ -40,7 +40,7 @@ from grpo.run_dir import RunDir
 MODEL_ENV_VAR = "GRPO_MODEL"  # as grpo.models reads it (that module imports torch)
 EMBEDDED_MODELS = ("tiny", "tiny-random")  # always the toy profile
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# TRL 1.16's GRPOConfig.loss_type values (tests/test_train_grpo_args.py checks them).
+# TRL 1.16's GRPOConfig.loss_type values (tests/test_cli_args.py checks them).
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 CHECKPOINTS = "checkpoints"
 OUTPUTS = (

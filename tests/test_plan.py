@@ -236,3 +236,11 @@ def test_activation_estimate_matches_what_autograd_saves():
     estimate = estimate_memory(shape, 1, 1, 100, 156, False, False, 0.0).activations
     per_layer_estimate = estimate / (shape.layers * 256 * 4)
     assert measured == pytest.approx(per_layer_estimate, rel=0.15)
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/scaling.md"])
+def test_documents_show_the_card_table_the_code_computes(document):
+    """The card tables in the documents are pasted from `card_table`: after a change to
+    the plan's arithmetic they must be pasted again, or this fails."""
+    text = (Path(__file__).resolve().parents[1] / document).read_text(encoding="utf-8")
+    assert plan.card_table((REAL, LEARNER)).strip() in text
