@@ -30,6 +30,10 @@ LOGGED = (
 )
 
 
+def _round(value):
+    return round(value, 5) if isinstance(value, float) else value
+
+
 def train_toy(
     steps: int = 80, seed: int = 0, reward_funcs=None, label: str = "", **overrides
 ) -> dict:
@@ -79,8 +83,12 @@ def train_toy(
     )
     completions = [row["completion"] for row in result.rows]
     per_step = [
-        {"step": entry["step"], **{key: entry.get(key) for key in LOGGED}}
-        | {k: v for k, v in entry.items() if k.startswith("rewards/") and k.endswith("/mean")}
+        {"step": entry["step"], **{key: _round(entry.get(key)) for key in LOGGED}}
+        | {
+            k: _round(v)
+            for k, v in entry.items()
+            if k.startswith("rewards/") and k.endswith("/mean")
+        }
         for entry in trainer.state.log_history
         if "reward" in entry
     ]

@@ -95,7 +95,7 @@ def test_it_says_how_to_run_on_colab_and_autodl(path):
         "source /etc/network_turbo",
         "/root/autodl-tmp",
         "hf-mirror.com",
-        "grep -v '^torch'",
+        "grep -vE '^(torch|jupyter|ipykernel)=='",
     ):
         assert needle in text, f"{path.name} lacks {needle!r}"
 
