@@ -15,7 +15,7 @@ import time
 from grpo.evaluation import evaluate
 from grpo.models import load_policy
 from grpo.profiles import TINY
-from grpo.training import load_datasets, make_config
+from grpo.training import load_datasets, make_config, make_trainer
 from rewards import REWARD_FUNCS, shows_work
 
 # The training-log keys kept per step (TRL's names).
@@ -44,7 +44,6 @@ def train_toy(
     """
     import torch
     from transformers import set_seed
-    from trl import GRPOTrainer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     set_seed(seed)
@@ -63,13 +62,7 @@ def train_toy(
             disable_tqdm=True,
             **overrides,
         )
-        trainer = GRPOTrainer(
-            model=model,
-            reward_funcs=reward_funcs,
-            args=config,
-            train_dataset=train_set,
-            processing_class=tokenizer,
-        )
+        trainer = make_trainer(model, tokenizer, train_set, config, reward_funcs=reward_funcs)
         trainer.train()
     train_seconds = time.perf_counter() - started
     settings = TINY.evaluation

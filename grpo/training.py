@@ -54,12 +54,18 @@ def make_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOCo
 
 
 def make_trainer(
-    model, tokenizer, train_dataset: Dataset, config: GRPOConfig, peft_config=None
+    model,
+    tokenizer,
+    train_dataset: Dataset,
+    config: GRPOConfig,
+    peft_config=None,
+    reward_funcs=REWARD_FUNCS,
 ) -> GRPOTrainer:
-    """`GRPOTrainer` with the tutorial's five rewards, summed with equal weights."""
+    """`GRPOTrainer` with the tutorial's five rewards (or `reward_funcs`), summed with
+    equal weights."""
     return GRPOTrainer(
         model=model,
-        reward_funcs=REWARD_FUNCS,
+        reward_funcs=list(reward_funcs),
         args=config,
         train_dataset=train_dataset,
         processing_class=tokenizer,
