@@ -4,7 +4,7 @@ One tiny run is started, SIGKILLed a step after its checkpoint-6 and started aga
 `--resume`; the tests below check the pieces of that story (checkpoint contents and
 rotation, no lost steps, the resumed history) and the outputs of the finished run
 (metrics.json, summary.png, completions, the final model). Sharing one run keeps the
-file under a minute (48 s measured on a 2-core machine busy with other work, load 3-4).
+file under a minute (48 s measured on a 2-core machine at load 3-4).
 
 The warm start comes from the default cache (built once, about 3 minutes, and shared with
 the notebooks), so GRPO_CACHE_DIR is left alone.
