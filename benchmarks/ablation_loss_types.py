@@ -11,15 +11,9 @@ Run from the repository root (CPU, about 1 to 3 minutes per run, longer on a bus
 from __future__ import annotations
 
 import argparse
-import platform
 from pathlib import Path
 
-import torch
-import transformers
-import trl
-
-from benchmarks.toy_runs import train_toy
-from grpo import artifacts
+from benchmarks.toy_runs import run_grid, save_results
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "ablation_loss_types.json"
 
@@ -31,28 +25,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
-    runs = []
-    for seed in args.seeds:
-        for loss_type in args.loss_types:
-            print(f"--- loss_type={loss_type} seed={seed}", flush=True)
-            run = train_toy(args.steps, seed, label=loss_type, loss_type=loss_type)
-            print(f"    {run['eval']} in {run['train_seconds']} s", flush=True)
-            runs.append(run)
-    results = {
-        "command": "python -m benchmarks.ablation_loss_types "
+    setups = {loss_type: {"loss_type": loss_type} for loss_type in args.loss_types}
+    runs = run_grid(setups, args.seeds, args.steps)
+    command = (
+        "python -m benchmarks.ablation_loss_types "
         + " ".join(["--loss-types", *args.loss_types, "--seeds", *map(str, args.seeds)])
-        + f" --steps {args.steps}",
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "trl": trl.__version__,
-        },
-        "runs": runs,
-    }
-    artifacts.write_json(args.output, results)
-    print(f"wrote {args.output}")
-    return results
+        + f" --steps {args.steps}"
+    )
+    return save_results(args.output, command, runs)
 
 
 if __name__ == "__main__":

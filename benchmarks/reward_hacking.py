@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks.toy_runs import train_toy
-from grpo import artifacts
+from benchmarks.toy_runs import run_grid, save_results
 from rewards import REWARD_FUNCS, grounded_reasoning_reward_func
 
 OUTPUT = Path(__file__).resolve().parent / "results" / "reward_hacking.json"
@@ -28,25 +27,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     setups = {
-        "five default rewards": REWARD_FUNCS,
-        "+ grounded_reasoning": [*REWARD_FUNCS, grounded_reasoning_reward_func],
+        "five default rewards": {"reward_funcs": REWARD_FUNCS},
+        "+ grounded_reasoning": {"reward_funcs": [*REWARD_FUNCS, grounded_reasoning_reward_func]},
     }
-    runs = []
-    for seed in args.seeds:
-        for label, funcs in setups.items():
-            print(f"--- {label} seed={seed}", flush=True)
-            run = train_toy(args.steps, seed, reward_funcs=funcs, label=label)
-            print(f"    {run['eval']} in {run['train_seconds']} s", flush=True)
-            runs.append(run)
-    results = {
-        "command": "python -m benchmarks.reward_hacking --seeds "
-        + " ".join(map(str, args.seeds))
-        + f" --steps {args.steps}",
-        "runs": runs,
-    }
-    artifacts.write_json(args.output, results)
-    print(f"wrote {args.output}")
-    return results
+    runs = run_grid(setups, args.seeds, args.steps)
+    command = f"python -m benchmarks.reward_hacking --seeds {' '.join(map(str, args.seeds))}"
+    return save_results(args.output, command + f" --steps {args.steps}", runs)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ Each run records the per-step training log and a greedy evaluation of the result
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
 import time
+from pathlib import Path
 
+from grpo import artifacts
 from grpo.evaluation import evaluate
 from grpo.models import load_policy
 from grpo.profiles import TINY
@@ -98,3 +101,33 @@ def train_toy(
         },
         "per_step": per_step,
     }
+
+
+def run_grid(setups: dict[str, dict], seeds: list[int], steps: int) -> list[dict]:
+    """Every setup under every seed; `setups` maps a label to `train_toy`'s keyword arguments."""
+    runs = []
+    for seed in seeds:
+        for label, kwargs in setups.items():
+            print(f"--- {label} seed={seed}", flush=True)
+            run = train_toy(steps, seed, label=label, **kwargs)
+            print(f"    {run['eval']} in {run['train_seconds']} s", flush=True)
+            runs.append(run)
+    return runs
+
+
+def save_results(path: Path, command: str, runs: list[dict]) -> dict:
+    """The runs with the command that made them and the library versions, as JSON."""
+    import torch
+    import transformers
+    import trl
+
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+    }
+    results = {"command": command, "versions": versions, "runs": runs}
+    artifacts.write_json(path, results)
+    print(f"wrote {path}")
+    return results
