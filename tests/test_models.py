@@ -498,20 +498,18 @@ def test_inference_dtype_is_bf16_only_on_gpus_that_have_it(monkeypatch):
     assert models.inference_dtype(torch.device("cuda")) == torch.float32
 
 
-@pytest.mark.parametrize("for_training", [True, False])
 def test_training_loads_keep_float32_weights_even_where_bf16_is_supported(
-    tiny_cache, tiny_model_dir, monkeypatch, for_training
+    tiny_cache, tiny_model_dir, monkeypatch
 ):
-    """fp32 master weights for training (bf16 is the trainer's autocast); bf16 for evaluation.
-
-    The GPU's bf16 support is patched in and the device stays the CPU, so this runs anywhere.
-    """
+    """fp32 master weights for training (bf16 is the trainer's autocast); bf16 only for
+    evaluation. The GPU's bf16 support is patched in, so this runs on a CPU."""
     monkeypatch.setattr(models, "gpu_supports_bf16", lambda: True)
-    cuda_like = torch.device("cpu")
-    monkeypatch.setattr(models, "inference_dtype", lambda device: torch.bfloat16)
-    model, _, _ = models.load_policy("tiny-random", device=cuda_like, for_training=for_training)
-    dtypes = {p.dtype for p in model.parameters()}
-    assert dtypes == ({torch.float32} if for_training else {torch.bfloat16})
+    cuda = torch.device("cuda")
+    assert models.load_dtype(cuda, for_training=True) == torch.float32
+    assert models.load_dtype(cuda, for_training=False) == torch.bfloat16
+
+    model, _, _ = models.load_policy("tiny-random", device="cpu", for_training=True)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
 def test_load_tiny_model_and_tokenizer_on_cpu(tiny_cache, tiny_model_dir, capsys):
