@@ -19,19 +19,18 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import data
 from data import SPLITS
 from grpo.cli import Parser, UserError, positive_int, random_seed, run_main, usage_error
+from grpo.model_names import MODEL_ENV_VAR, requested_name
 from grpo.profiles import EVAL_SETTINGS, TINY
 from grpo.run_dir import RunDir
 
 ADAPTER_CONFIG = "adapter_config.json"
 OUTPUTS = ("metrics.json", "completions.jsonl")
-MODEL_ENV_VAR = "GRPO_MODEL"  # as grpo.models reads it (that module imports torch)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--debug", action="store_true", help="tracebacks for every error")
     args = parser.parse_args(argv)
     args.model_from_flag = bool((args.model or "").strip())  # for the wording of hints
-    args.model = (args.model or "").strip() or os.environ.get(MODEL_ENV_VAR, "").strip() or "auto"
+    args.model = requested_name(args.model)
     return args
 
 

@@ -34,11 +34,10 @@ from grpo.cli import (
     random_seed,
     run_main,
 )
+from grpo.model_names import EMBEDDED_MODELS, requested_name
 from grpo.profiles import PROFILES, TINY, Profile
 from grpo.run_dir import RunDir
 
-MODEL_ENV_VAR = "GRPO_MODEL"  # as grpo.models reads it (that module imports torch)
-EMBEDDED_MODELS = ("tiny", "tiny-random")  # always the toy profile
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # TRL 1.16's GRPOConfig.loss_type values (tests/test_cli_args.py checks them).
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
@@ -169,18 +168,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def requested_model(args: argparse.Namespace) -> str:
-    """--model, else $GRPO_MODEL, else "auto" (named models in lower case)."""
-    name = (args.model or "").strip() or os.environ.get(MODEL_ENV_VAR, "").strip() or "auto"
-    return name.lower() if name.lower() in ("auto", "real", *EMBEDDED_MODELS) else name
-
-
 def known_profile(args: argparse.Namespace) -> Profile | None:
     """The profile, if the names decide it; with the automatic model choice it waits for
     the model (the real one if a source answers, else tiny)."""
     if args.profile != "auto":
         return PROFILES[args.profile]
-    return TINY if requested_model(args) in EMBEDDED_MODELS else None
+    return TINY if requested_name(args.model) in EMBEDDED_MODELS else None
 
 
 def config_overrides(args: argparse.Namespace, fit: bool = True) -> dict:
@@ -275,7 +268,7 @@ def run_settings(args: argparse.Namespace) -> dict:
             "targets": args.lora_target_modules or list(LORA_TARGETS),
         }
     return {
-        "model": requested_model(args),
+        "model": requested_name(args.model),
         "profile": args.profile,
         "seed": args.seed,
         "train_size": args.train_size,

@@ -17,7 +17,6 @@ would round away. Evaluation-only loads may use bf16 to halve memory.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,12 +25,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from grpo import netcheck
 from grpo.cache import cache_root
+from grpo.model_names import MODEL_ENV_VAR, requested_name
 from offline_demo.tiny_model import ENDOFTEXT, tiny_random_dir, tiny_random_path
 from offline_demo.warm_start import warm_start_dir, warm_start_path
 
 REAL_MODEL_ID = "Qwen/Qwen2.5-0.5B-Instruct"
-MODEL_ENV_VAR = "GRPO_MODEL"
-NAMED_MODELS = ("auto", "real", "tiny", "tiny-random")
 OFFLINE_WAYS_OUT = (
     f"To run without it, set {MODEL_ENV_VAR}=tiny (the embedded demo model) or pass a local "
     "folder that holds the downloaded model."
@@ -93,12 +91,6 @@ def looks_like_path(name: str) -> bool:
         return True
     parts = Path(name).parts
     return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
-
-
-def requested_name(name: str | None = None) -> str:
-    """`name`, else $GRPO_MODEL, else "auto"; blank values count as unset."""
-    chosen = (name or "").strip() or os.environ.get(MODEL_ENV_VAR, "").strip() or "auto"
-    return chosen.lower() if chosen.lower() in NAMED_MODELS else chosen
 
 
 def resolve_model(name: str | None = None, require_real: bool = False) -> Path:

@@ -70,3 +70,53 @@ def qwen_standin_dir(tmp_path_factory) -> Path:
     if not SHARED_QWEN_DIR.is_dir():
         pytest.skip(f"no Qwen2.5 tokenizer and config files at {SHARED_QWEN_DIR}")
     return build_standin(tmp_path_factory.mktemp("qwen-standin") / "Qwen2.5-0.5B-Instruct-standin")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a test module that runs the tiny models: their
+    operations are too small to share, and on a 2-core machine under load two threads wait
+    for each other at every operation (40 GRPO steps: 61 s with 1 thread vs 217-637 s with
+    2 at load 3-5, see benchmarks/RESULTS.md). Results are identical either way."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+HOLD_FOLDER = """
+import sys, time
+from grpo.run_dir import RunDir
+with RunDir(sys.argv[1], ("metrics.json",), {}):
+    print("claimed", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def hold_folder():
+    """`hold_folder(path)` starts another process that claims `path` as its run folder and
+    keeps it until killed (at the latest when the test ends); returns that process."""
+    import subprocess
+    import sys
+
+    holders: list[subprocess.Popen] = []
+
+    def hold(folder: Path) -> subprocess.Popen:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD_FOLDER, str(folder)],
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        holders.append(holder)
+        assert holder.stdout.readline().strip() == "claimed"
+        return holder
+
+    yield hold
+    for holder in holders:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()

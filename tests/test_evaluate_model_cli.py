@@ -22,21 +22,12 @@ import train_grpo
 from grpo.models import describe
 from offline_demo.warm_start import warm_start_path
 
-pytestmark = pytest.mark.usefixtures("warm_start_model")
+pytestmark = pytest.mark.usefixtures("warm_start_model", "one_torch_thread")
 
 LIMIT = 16
 METRIC_KEYS = {"accuracy", "strict_format", "soft_format", "mean_tokens", "num_examples"}
 ROW_KEYS = {"question", "answer", "completion", "num_tokens", "correct"}
 ROW_KEYS |= {"strict_format", "soft_format"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's matrices are so small that a second thread only adds hand-offs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

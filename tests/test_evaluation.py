@@ -22,26 +22,18 @@ NO_TAGS = "The answer is 30."
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    # The tiny model's matrices are so small that thread hand-offs cost more than the maths:
-    # on a busy 2-core machine one thread generates about 10x faster than two.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def tiny(tiny_model_dir, one_torch_thread):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    yield model, models.load_tokenizer(tiny_model_dir)
-    torch.set_num_threads(threads)
+    return model, models.load_tokenizer(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
-def warm():
+def warm(one_torch_thread):
     """The shipped warm start: unlike the random model, it answers each question differently
     and repeats itself (its answers echo the question), so order and penalties show."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     path = warm_start.warm_start_path()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    yield model, models.load_tokenizer(path)
-    torch.set_num_threads(threads)
+    return model, models.load_tokenizer(path)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,6 @@ from grpo import run_dir
 from grpo.cli import UserError
 from grpo.run_dir import RunDir
 
-REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("metrics.json", "final", "checkpoints")
 SETTINGS = {"model": "tiny", "seed": 0, "grpo": {"max_steps": 3}}
 
@@ -143,29 +141,13 @@ def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
     assert keep.exists()
 
 
-HOLDER = textwrap.dedent(
-    """
-    import sys, time
-    from grpo.run_dir import RunDir
-    with RunDir(sys.argv[1], ("metrics.json",), {}):
-        print("claimed", flush=True)
-        time.sleep(60)
-    """
-)
-
-
-def test_a_second_run_is_refused_while_the_first_holds_the_folder(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "claimed"
-        with pytest.raises(UserError, match=f"in use by another run .pid {holder.pid}"):
-            RunDir(tmp_path, ("metrics.json",), {})
-        assert record(tmp_path)["pid"] == holder.pid  # the holder's manifest is untouched
-    finally:
-        holder.kill()
-        holder.wait()
+def test_a_second_run_is_refused_while_the_first_holds_the_folder(tmp_path, hold_folder):
+    holder = hold_folder(tmp_path)
+    with pytest.raises(UserError, match=f"in use by another run .pid {holder.pid}"):
+        RunDir(tmp_path, ("metrics.json",), {})
+    assert record(tmp_path)["pid"] == holder.pid  # the holder's manifest is untouched
+    holder.kill()
+    holder.wait()
     # The kernel dropped the dead holder's lock: the folder can be taken over.
     with RunDir(tmp_path, ("metrics.json",), {}) as claimed:
         assert record(tmp_path)["pid"] == os.getpid()

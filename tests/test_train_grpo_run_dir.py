@@ -7,29 +7,17 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import train_grpo
 from grpo import training
 
-REPO = Path(__file__).resolve().parents[1]
 COMMAND = [
     "--model", "tiny-random", "--max-steps", "2", "--save-steps", "1", "--train-size", "16",
     "--eval-size", "4", "--per-device-train-batch-size", "8", "--max-completion-length", "8",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -140,26 +128,10 @@ def test_an_interrupted_overwrite_leaves_no_old_results_behind(copy_of_finished_
     assert (copy_of_finished_run / "completions_before.jsonl").is_file()  # the new run's
 
 
-HOLDER = """
-import sys, time
-from grpo.run_dir import RunDir
-with RunDir(sys.argv[1], ("metrics.json",), {}):
-    print("claimed", flush=True)
-    time.sleep(60)
-"""
-
-
-def test_a_second_run_while_the_first_is_alive_is_refused(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "claimed"
-        with pytest.raises(SystemExit) as caught:
-            train_grpo.main([*COMMAND, "--output-dir", str(tmp_path)])
-    finally:
-        holder.kill()
-        holder.wait()
+def test_a_second_run_while_the_first_is_alive_is_refused(tmp_path, hold_folder):
+    holder = hold_folder(tmp_path)
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*COMMAND, "--output-dir", str(tmp_path)])
 
     assert f"in use by another run (pid {holder.pid})" in str(caught.value.code)
     assert not (tmp_path / "completions_before.jsonl").exists()

@@ -343,18 +343,6 @@ LEARNING_STEPS = 40
 REWARD_GAIN_MARGIN = 0.5
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One intra-op thread: the tiny model's operations are too small to share, and on a
-    2-core machine under load, two threads wait for each other at every
-    operation (40 steps: 61 s with 1 thread vs 217-637 s with 2, load average 3-5; see
-    benchmarks/RESULTS.md). The rewards are identical either way."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def grpo_rewards(output_dir: Path, learning_rate: float | None = None) -> list[float]:
     """Mean total reward of each of LEARNING_STEPS GRPO steps on the warm-started tiny model."""
     model_path, profile = training.select_policy("tiny")

@@ -1,0 +1,20 @@
+"""How a model is named: the GRPO_MODEL setting and its reserved names (standard library only).
+
+Kept apart from `grpo.models` (which imports torch) so the command lines can read the
+choice, and pick a profile from it, before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import os
+
+MODEL_ENV_VAR = "GRPO_MODEL"
+EMBEDDED_MODELS = ("tiny", "tiny-random")  # the offline demo's models: always the toy profile
+NAMED_MODELS = ("auto", "real", *EMBEDDED_MODELS)
+
+
+def requested_name(name: str | None = None) -> str:
+    """`name`, else $GRPO_MODEL, else "auto"; blank values count as unset, and the reserved
+    names are matched in any case."""
+    chosen = (name or "").strip() or os.environ.get(MODEL_ENV_VAR, "").strip() or "auto"
+    return chosen.lower() if chosen.lower() in NAMED_MODELS else chosen
