@@ -1,129 +1,47 @@
 """Train with GRPO and measure the effect: the pipeline of notebooks 05-06 as one command.
 
-    python train_grpo.py --output-dir runs/demo            # real model if reachable, else tiny
-    GRPO_MODEL=real python train_grpo.py --output-dir runs/qwen
+    python train_grpo.py --output-dir runs/demo            # GPU: learner profile; CPU: offline demo
+    python train_grpo.py --output-dir runs/demo --dry-run  # the same run's settings and plan
+    python train_grpo.py --profile real --output-dir runs/epoch   # the full epoch (GPU)
     python train_grpo.py --output-dir runs/demo --resume    # continue after a crash or Ctrl-C
     accelerate launch --config_file configs/accelerate_ddp.yaml --num_processes 2 \
         train_grpo.py --output-dir runs/ddp                  # see docs/scaling.md
 
-Steps: check every argument (before torch loads), pick the model and profile, evaluate
-(greedy), train, evaluate again, and write to the output folder `metrics.json`, the
-completions before/after (JSONL), `summary.png`, the final model in `final/` and
-checkpoints in `checkpoints/`. `run.json` is written first and says "complete" only once
-all of that is there (see grpo/run_dir.py); a folder holding a run is reused only with
---resume (same settings) or --overwrite. Exit codes: see grpo/cli.py.
+Steps: resolve the run's settings once (grpo.run_config, before torch loads), claim the
+output folder, get the model and data, evaluate (greedy), train, evaluate the saved model
+again the same way, and write `metrics.json`, the completions before/after (JSONL),
+`summary.png`, the final model in `final/` and checkpoints in `checkpoints/`. `run.json` is
+written first and says "complete" only once all of that is there (see grpo/run_dir.py).
+Exit codes: see grpo/cli.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import os
 from pathlib import Path
 
 import data
 from grpo import checkpoints, netcheck
-from grpo.cli import (
-    Parser,
-    UserError,
-    bounded,
-    comma_list,
-    non_negative_float,
-    positive_float,
-    positive_int,
-    random_seed,
-    run_main,
-)
-from grpo.model_names import EMBEDDED_MODELS, requested_name
-from grpo.profiles import PROFILES, TINY, Profile
+from grpo.cli import Parser, UserError, run_main
+from grpo.profiles import PROFILES
+from grpo.run_config import CHECKPOINTS, ConfigError, RunConfig, add_arguments, resolve
 from grpo.run_dir import RunDir
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# TRL 1.16's GRPOConfig.loss_type values (tests/test_cli_args.py checks them).
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
-CHECKPOINTS = "checkpoints"
 OUTPUTS = (
     "metrics.json", "summary.png", "completions_before.jsonl", "completions_after.jsonl",
     "final", CHECKPOINTS,
 )  # fmt: skip
-
-# The GRPOConfig fields the command line can override (default None: the profile's value),
-# with their argparse settings. One line per flag: a new one needs nothing else.
-GRPO_FLAGS: dict[str, dict] = {
-    "max_steps": dict(type=positive_int),
-    "learning_rate": dict(type=positive_float),
-    "num_generations": dict(type=bounded(int, 2), help="completions per prompt (at least 2)"),
-    "per_device_train_batch_size": dict(type=positive_int, help="completions per micro-batch"),
-    "gradient_accumulation_steps": dict(type=positive_int),
-    "max_completion_length": dict(type=positive_int),
-    "beta": dict(type=non_negative_float, help="KL penalty (0: no reference model)"),
-    "loss_type": dict(choices=LOSS_TYPES),
-    "temperature": dict(type=positive_float, help="sampling temperature (greater than 0)"),
-    "save_steps": dict(type=positive_int),
-    "save_total_limit": dict(type=positive_int),
-    "logging_steps": dict(type=positive_int),
-    "gradient_checkpointing": dict(
-        action=argparse.BooleanOptionalAction,
-        help="recompute activations in the backward pass: less memory, ~30%% slower",
-    ),
-}
-# Fields that change only what is saved or printed: --resume accepts other values for them.
-BOOKKEEPING_FIELDS = frozenset({"save_steps", "save_total_limit", "logging_steps"})
+VLLM_INSTALL = "pip install -e '.[vllm]'"
 
 
-def flag(field: str) -> str:
-    return "--" + field.replace("_", "-")
-
-
-def gpu_memory(text: str) -> float | str:
-    """An argparse type: GB of GPU memory (greater than 0), or 'auto'."""
-    return "auto" if text.strip().lower() == "auto" else positive_float(text)
-
-
-def resolve_gpu(args: argparse.Namespace) -> bool:
-    """Fill in --gpu-memory-gb auto from nvidia-smi (no torch); True if the GPU has bf16.
-
-    With no GPU visible, an explicit size is planned like the README's card table: bf16
-    autocast above 16 GB (L4, A10G, A100, H100 have it), fp32 up to 16 GB (a T4 has not).
-    """
-    from grpo.plan import BF16_ABOVE_GB, visible_gpu
-
-    gpu = visible_gpu() if args.gpu_memory_gb is not None or args.dry_run else None
-    if args.gpu_memory_gb == "auto" and gpu is not None:
-        args.gpu_memory_gb = gpu[0]
-    if gpu is None and isinstance(args.gpu_memory_gb, float):
-        return args.gpu_memory_gb > BF16_ABOVE_GB
-    return bool(gpu and gpu[1])
-
-
-def make_plan(args: argparse.Namespace):
-    """The run's plan (grpo.plan) from the command line; the real profile when the model
-    choice is automatic (it is the real model wherever a source answers)."""
-    from grpo.plan import make_plan
-
-    profile = known_profile(args) or PROFILES["real"]
-    overrides = config_overrides(args, fit=False)
-    return make_plan(
-        profile, overrides, args.gpu_memory_gb, bf16=args.gpu_bf16, lora=args.lora,
-        train_rows=args.train_size,
-    )  # fmt: skip
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The arguments, every value and combination checked: a mistake exits with status 2."""
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunConfig]:
+    """The arguments and the run they resolve to; a mistake exits with status 2."""
     parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--model", help="auto | real | tiny | tiny-random | a folder | a model id")
-    parser.add_argument(
-        "--profile",
-        choices=["auto", *PROFILES],
-        default="auto",
-        help="hyper-parameters and data; auto: tiny for the tiny model",
-    )
-    parser.add_argument("--seed", type=random_seed, default=0)
-    parser.add_argument("--train-size", type=positive_int, help="prompts (default: profile)")
-    parser.add_argument("--eval-size", type=positive_int, help="questions (default: profile)")
-    parser.add_argument("--skip-eval", action="store_true", help="train only, no evaluation")
+    add_arguments(parser, PROFILES)
     reuse = parser.add_mutually_exclusive_group()
     reuse.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     reuse.add_argument(
@@ -131,190 +49,104 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--debug", action="store_true", help="tracebacks for every error")
     parser.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the plan (steps, batch layout, estimated GPU memory and time) and stop",
-    )
-    parser.add_argument(
-        "--gpu-memory-gb",
-        type=gpu_memory,
-        help="fit this much GPU memory ('auto': the visible GPU's) by trading micro-batch "
-        "for accumulation, keeping the completions per step",
-    )
-
-    grpo = parser.add_argument_group("GRPOConfig overrides (default: the profile's value)")
-    for field, settings in GRPO_FLAGS.items():
-        grpo.add_argument(flag(field), **settings)
-    grpo.add_argument(
-        "--use-vllm",
-        action="store_true",
-        help="generate with vLLM inside the training process (colocate mode)",
-    )
-
-    lora = parser.add_argument_group("LoRA (peft): train small adapters instead of all weights")
-    lora.add_argument("--lora", action="store_true")
-    lora.add_argument("--lora-r", type=positive_int, help="rank (default 16)")
-    lora.add_argument("--lora-alpha", type=positive_int, help="scale (default 32)")
-    lora.add_argument(
-        "--lora-target-modules",
-        type=comma_list(LORA_TARGETS),
-        help="comma-separated Qwen2 projections (default: all seven)",
+        "--dry-run", action="store_true", help="print the run's settings and plan, and stop"
     )
     args = parser.parse_args(argv)
-    args.gpu_bf16 = resolve_gpu(args)
-    problem = argument_problem(args)
-    if problem:
-        parser.error(problem)
-    return args
-
-
-def known_profile(args: argparse.Namespace) -> Profile | None:
-    """The profile, if the names decide it; with the automatic model choice it waits for
-    the model (the real one if a source answers, else tiny)."""
-    if args.profile != "auto":
-        return PROFILES[args.profile]
-    return TINY if requested_name(args.model) in EMBEDDED_MODELS else None
-
-
-def config_overrides(args: argparse.Namespace, fit: bool = True) -> dict:
-    """The GRPOConfig fields the user set on the command line, and with --gpu-memory-gb
-    (`fit`) the batch layout and checkpointing that fit the card."""
-    overrides = {name: getattr(args, name) for name in GRPO_FLAGS}
-    overrides = {name: value for name, value in overrides.items() if value is not None}
-    if fit and getattr(args, "gpu_memory_gb", None) is not None:
-        plan = make_plan(args)
-        overrides.update(
-            per_device_train_batch_size=plan.micro_batch,
-            gradient_accumulation_steps=plan.accumulation,
-            gradient_checkpointing=plan.gradient_checkpointing,
-        )
-    if args.use_vllm:
-        overrides.update(use_vllm=True, vllm_mode="colocate")
-    return overrides
-
-
-def batch_problem(profile: Profile, overrides: dict, train_rows: int | None) -> str | None:
-    """Why the GRPO batch cannot work, or None. TRL needs whole groups of `num_generations`
-    completions per step, and drops a step that lacks prompts (a run of 0 steps)."""
-    grpo = profile.with_grpo(**overrides)
-    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
-    micro, accumulation = grpo["per_device_train_batch_size"], grpo["gradient_accumulation_steps"]
-    completions, generations = micro * accumulation * processes, grpo["num_generations"]
-    if completions % generations:
-        return (
-            f"--per-device-train-batch-size {micro} x --gradient-accumulation-steps "
-            f"{accumulation} x {processes} process(es) = {completions} completions per step, "
-            f"not a multiple of --num-generations {generations}"
-        )
-    prompts = completions // generations
-    if train_rows is not None and train_rows < prompts:
-        return (
-            f"one step needs {prompts} training prompts ({completions} completions / "
-            f"{generations} per prompt) but the training set has {train_rows}: "
-            "raise --train-size or lower --per-device-train-batch-size"
-        )
-    return None
-
-
-def argument_problem(args: argparse.Namespace) -> str | None:
-    """What is wrong with this combination of arguments, or None (no file is touched)."""
+    if not str(args.output_dir).strip():
+        parser.error("argument --output-dir: empty")
     if args.output_dir.exists() and not args.output_dir.is_dir():
-        return f"argument --output-dir: {args.output_dir} is a file, not a folder"
-    lora_names = ("lora_r", "lora_alpha", "lora_target_modules")
-    lora_options = [flag(name) for name in lora_names if getattr(args, name)]
-    if lora_options and not args.lora:
-        return f"{', '.join(lora_options)} without --lora has no effect: add --lora"
-    if args.gpu_memory_gb == "auto":
-        return "argument --gpu-memory-gb: auto, but nvidia-smi shows no GPU: give a size in GB"
-    if args.gpu_memory_gb is not None and not args.dry_run:
-        plan = make_plan(args)
-        if plan.lora and not args.lora:
-            return f"{plan.advice} Command: {plan.command(str(args.output_dir))}"
-        if not plan.fits:
-            budget = f"{args.gpu_memory_gb:g} GB"
-            return f"the estimated peak memory does not fit {budget} (--dry-run shows it)"
-    profile = known_profile(args)
-    if profile is None:
-        return None
-    return batch_problem(profile, config_overrides(args), args.train_size or profile.train_size)
+        parser.error(f"argument --output-dir: {args.output_dir} is a file, not a folder")
+    try:
+        return args, resolve(args, args.output_dir)
+    except ConfigError as error:
+        parser.error(str(error))
 
 
-def check_environment(args: argparse.Namespace) -> None:
+def check_environment(config: RunConfig) -> None:
     """The settings that live outside the command line, checked before anything loads."""
     try:
         data.check_local_dir()
     except data.DataUnavailable as error:
         raise UserError(str(error)) from None
-    if args.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise UserError("--use-vllm needs vLLM: `pip install vllm` (Linux + CUDA GPU only)")
+    if config.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        raise UserError(f"--use-vllm needs vLLM (Linux + CUDA GPU): {VLLM_INSTALL}")
     wandb_mode = os.environ.get("WANDB_MODE", "").strip().lower()
-    if os.environ.get("GRPO_USE_WANDB") == "1" and wandb_mode not in netcheck.WANDB_LOCAL_MODES:
+    if "wandb" in config.grpo["report_to"] and wandb_mode not in netcheck.WANDB_LOCAL_MODES:
         if not netcheck.wandb_key_available():
             raise UserError(
-                "GRPO_USE_WANDB=1 but wandb has no API key: set WANDB_API_KEY or run "
+                "GRPO_USE_WANDB is on but wandb has no API key: set WANDB_API_KEY or run "
                 "`wandb login` (or set WANDB_MODE=offline to log to ./wandb only)"
             )
-        netcheck.wandb_offline_fallback()
+        netcheck.wandb_offline_fallback()  # no network: log offline, not a 100 s hang
 
 
-def run_settings(args: argparse.Namespace) -> dict:
-    """What decides the training itself: --resume continues a run only if these match."""
-    grpo = {k: v for k, v in config_overrides(args).items() if k not in BOOKKEEPING_FIELDS}
-    lora = None
-    if args.lora:
-        lora = {
-            "r": args.lora_r or 16,
-            "alpha": args.lora_alpha or 32,
-            "targets": args.lora_target_modules or list(LORA_TARGETS),
-        }
-    return {
-        "model": requested_name(args.model),
-        "profile": args.profile,
-        "seed": args.seed,
-        "train_size": args.train_size,
-        "data": {v: os.environ.get(v) for v in (data.SOURCE_ENV_VAR, data.LOCAL_DIR_ENV_VAR)},
-        "grpo": grpo,
-        "lora": lora,
-    }
+def check_device(config: RunConfig) -> None:
+    """The run was planned for a CUDA GPU: torch must see it (a CPU wheel or an old driver
+    would otherwise train on the CPU without a word)."""
+    import torch
+
+    if config.device == "cuda" and not torch.cuda.is_available():
+        seen = (
+            "nvidia-smi shows a GPU" if config.hardware.visible else "--gpu-memory-gb planned one"
+        )
+        raise UserError(
+            f"{seen}, but torch {torch.__version__} cannot use CUDA (a CPU-only wheel or a "
+            "driver too old for it): install the CUDA build of torch for this machine"
+        )
 
 
-def lora_config(settings: dict | None):
-    if settings is None:
-        return None
-    from peft import LoraConfig
+def model_folder(config: RunConfig) -> Path:
+    """The model's local folder, found or downloaded before any output file exists; a
+    real-size model found only now (a hub id) is checked against the CPU rule here."""
+    from grpo.models import resolve_model
+    from grpo.run_config import cpu_problem, model_shape
 
-    return LoraConfig(
-        r=settings["r"],
-        lora_alpha=settings["alpha"],
-        target_modules=settings["targets"],
-        task_type="CAUSAL_LM",
+    path = resolve_model(config.model, require_real=config.real_data)
+    if config.device == "cpu":
+        problem = cpu_problem(model_shape(str(path)), config.plan.steps, config.allow_cpu)
+        if problem:
+            raise UserError(problem)
+    return path
+
+
+def load_data(config: RunConfig):
+    """(training prompts, evaluation questions); GSM8K runs use the full data set only."""
+    from grpo import training
+
+    train_set, eval_set = training.load_datasets(
+        config.profile, config.train_size, config.eval_size, config.seed
     )
+    if not config.skip_eval and len(eval_set) == 0:
+        raise UserError("no evaluation questions: check --eval-size and the data source")
+    return train_set, eval_set
 
 
-def model_problem(error: Exception, model_flag: str | None) -> str:
-    """The loader's message, with its way out phrased for how the model was chosen."""
-    from grpo.models import OFFLINE_WAYS_OUT
-
-    if not model_flag:
-        return str(error)
-    return str(error).replace(
-        OFFLINE_WAYS_OUT,
-        "To run without it, pass --model tiny (the embedded demo model) or --model with a "
-        "local folder that holds the downloaded model.",
-    )
-
-
-def evaluate_and_log(model, tokenizer, dataset, profile, output_dir: Path, tag: str):
-    """Greedy evaluation, with every completion written to `completions_<tag>.jsonl`."""
+def evaluate_folder(folder: Path, config: RunConfig, eval_set, output_dir: Path, tag: str):
+    """Greedy evaluation of a saved model, loaded the same way before and after training
+    (evaluation precision, no training wrappers); every completion goes to JSONL."""
     from grpo import artifacts
     from grpo.evaluation import evaluate
+    from grpo.models import load_evaluation_model
 
-    print(f"Evaluating {tag} training on {len(dataset)} questions ...")
-    settings = profile.evaluation
-    result = evaluate(model, tokenizer, dataset, settings.max_new_tokens, settings.batch_size)
+    model, tokenizer = load_evaluation_model(folder, device=config.device)
+    print(f"Evaluating {tag} training on {len(eval_set)} questions ...")
+    settings = config.profile.evaluation
+    result = evaluate(model, tokenizer, eval_set, settings.max_new_tokens, settings.batch_size)
+    result.metrics["eval_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
     artifacts.write_jsonl(output_dir / f"completions_{tag}.jsonl", result.rows)
-    print(f"  {tag}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()))
+    scores = {k: v for k, v in result.metrics.items() if isinstance(v, float)}
+    print(f"  {tag}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    del model
+    free_memory()
     return result
+
+
+def free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def wall_time_recorder(run_dir: RunDir):
@@ -329,152 +161,158 @@ def wall_time_recorder(run_dir: RunDir):
     return RecordWallTime()
 
 
-def resolve_policy(args: argparse.Namespace) -> tuple[Path, Profile]:
-    """The model folder and profile, found (or downloaded) before any output file exists:
-    a run that cannot get the model it asked for stops here, having written nothing."""
+def resume_point(config: RunConfig, resume: bool) -> Path | None:
+    """The newest complete checkpoint to continue from, when --resume asks for one."""
+    if not resume:
+        return None
+    folder = Path(config.grpo["output_dir"])
+    found = checkpoints.newest_complete(folder, load=True, report=print)
+    if found is None:
+        raise UserError(f"--resume: no complete checkpoint in {folder}")
+    print(f"Resuming from {found}")
+    return found
+
+
+def build_trainer(config: RunConfig, model_path: Path, train_set, run_dir: RunDir | None):
+    """The model in fp32 master weights and TRL's GRPOTrainer with the resolved GRPOConfig."""
     from grpo import training
-    from grpo.models import ModelUnavailable
+    from grpo.models import load_policy
 
-    try:
-        return training.select_policy(args.model, args.profile)
-    except ModelUnavailable as error:
-        raise UserError(model_problem(error, args.model)) from None
-
-
-def train(args: argparse.Namespace, run_dir: RunDir | None, policy: tuple[Path, Profile]) -> dict:
-    """Evaluate, train, evaluate; `run_dir` is None in the non-main processes of a launch."""
-    from transformers import set_seed
-    from transformers.integrations import is_deepspeed_zero3_enabled
-
-    from grpo import artifacts, plots, training
-    from grpo.evaluation import GREEDY_GENERATION
-    from grpo.models import describe, load_policy
-    from grpo.run_record import run_metrics, trainer_precision
-
-    set_seed(args.seed)
-    model_path, profile = policy
-    if run_dir:
-        resolved = {"model_folder": describe(model_path), "resolved_profile": profile.name}
-        run_dir.check_resolved(resolved, args.resume)
-    overrides = config_overrides(args)
-    try:
-        train_set, eval_set = training.load_datasets(
-            profile, args.train_size, args.eval_size, args.seed
-        )
-    except data.DataUnavailable as error:
-        raise UserError(str(error)) from None
-    problem = batch_problem(profile, overrides, len(train_set))
-    if problem:
-        raise UserError(problem)
-    if not args.skip_eval and len(eval_set) == 0:
-        raise UserError("no evaluation questions: check --eval-size and the data source")
-    config = training.make_config(
-        profile, args.output_dir / CHECKPOINTS, seed=args.seed, **overrides
-    )
-    if is_deepspeed_zero3_enabled() and not args.skip_eval:
-        raise UserError(
-            "ZeRO-3 splits the weights across processes, so the main process cannot evaluate "
-            "alone: add --skip-eval and run evaluate_model.py on final/ afterwards"
-        )
-    resume_from = None
-    if args.resume:
-        resume_from = checkpoints.newest_complete(Path(config.output_dir), load=True, report=print)
-        if resume_from is None:
-            raise UserError(f"--resume: no complete checkpoint in {config.output_dir}")
-        print(f"Resuming from {resume_from}")
-    # config.device: cuda:<local rank> under `accelerate launch`, else cuda or cpu
-    model, tokenizer, _ = load_policy(model_path, device=config.device, for_training=True)
-    is_main = config.process_index == 0
-
-    before = None
-    if not args.skip_eval and is_main:
-        before = evaluate_and_log(model, tokenizer, eval_set, profile, args.output_dir, "before")
-
-    lora = run_settings(args)["lora"]
+    grpo_config = training.grpo_config(config)
+    # grpo_config.device: cuda:<local rank> under `accelerate launch`, else cuda or cpu
+    model, tokenizer, _ = load_policy(model_path, device=grpo_config.device, for_training=True)
     trainer = training.make_trainer(
-        model, tokenizer, train_set, config, peft_config=lora_config(lora)
+        model, tokenizer, train_set, grpo_config, peft_config=training.lora_config(config.lora)
     )
     if run_dir:
+        run_dir.update(grpo_config=grpo_config.to_dict())
         trainer.add_callback(wall_time_recorder(run_dir))
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    if trainer.state.global_step == 0:
-        raise UserError("training ran 0 steps: check --max-steps, --train-size and the batch")
-    trainer.save_model(str(args.output_dir / "final"))
-    if not is_main:
-        return {}
+    return trainer
 
-    after = None
-    if not args.skip_eval:
-        after = evaluate_and_log(
-            trainer.model, tokenizer, eval_set, profile, args.output_dir, "after"
-        )
-    history = trainer.state.log_history
+
+def run_metrics(config, model_path, train_set, eval_set, trainer, before, after) -> dict:
+    """metrics.json: the run's setup, its reward per step, and before/after results."""
+    from grpo import training
+    from grpo.evaluation import GREEDY_GENERATION
+    from grpo.models import describe
+    from grpo.run_record import run_metrics as setup_metrics
+    from grpo.run_record import trainer_precision
+
     metrics = {
-        **run_metrics(
-            model=describe(Path(model_path)),
-            profile=profile.name,
+        **setup_metrics(
+            model=describe(model_path),
+            profile=config.profile.name,
             train_set=train_set,
             eval_set=eval_set,
             precision=trainer_precision(trainer),
             eval_generation=GREEDY_GENERATION,
-            device=str(config.device),
+            device=str(trainer.args.device),
         ),
         "eval_overlap_with_training": training.eval_overlap_with_training(
-            profile, train_set, eval_set
+            config.profile, train_set, eval_set
         ),
-        "seed": args.seed,
+        "seed": config.seed,
         "steps": trainer.state.global_step,
-        "num_processes": config.world_size,
-        "lora": args.lora,
-        "wall_time_s": run_dir.wall_time_s() if run_dir else None,
+        "num_processes": trainer.args.world_size,
+        "lora": config.lora is not None,
         "reward_per_step": [
             {"step": entry["step"], "reward": entry["reward"]}
-            for entry in history
+            for entry in trainer.state.log_history
             if "reward" in entry
         ],
     }
     if before and after:
+        metrics["eval_dtype"] = after.metrics["eval_dtype"]
         for name in ("accuracy", "strict_format", "soft_format", "mean_tokens"):
             metrics[f"{name}_before"] = before.metrics[name]
             metrics[f"{name}_after"] = after.metrics[name]
         metrics["num_eval_examples"] = after.metrics["num_examples"]
-        figure = plots.summary_figure(history, before.metrics, after.metrics)
+    return metrics
+
+
+def train(args: argparse.Namespace, config: RunConfig, run_dir: RunDir | None) -> dict:
+    """Evaluate, train, evaluate; `run_dir` is None in the non-main processes of a launch."""
+    from transformers import set_seed
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from grpo import artifacts, plots
+
+    set_seed(config.seed)
+    model_path = model_folder(config)
+    if run_dir:
+        from grpo.models import describe
+
+        run_dir.check_resolved({"model_folder": describe(model_path)}, args.resume)
+    train_set, eval_set = load_data(config)
+    if is_deepspeed_zero3_enabled() and not config.skip_eval:
+        raise UserError(
+            "ZeRO-3 splits the weights across processes, so the main process cannot evaluate "
+            "alone: add --skip-eval and run evaluate_model.py on final/ afterwards"
+        )
+    resume_from = resume_point(config, args.resume)
+    evaluate_here = run_dir is not None and not config.skip_eval
+    before = after = None
+    if evaluate_here:
+        before = evaluate_folder(model_path, config, eval_set, args.output_dir, "before")
+
+    trainer = build_trainer(config, model_path, train_set, run_dir)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if trainer.state.global_step == 0:
+        raise UserError("training ran 0 steps: check --max-steps, --train-size and the batch")
+    final = args.output_dir / "final"
+    trainer.save_model(str(final))
+    if run_dir is None:
+        return {}
+    if evaluate_here:
+        trainer.model.to("cpu")  # make room: "after" reloads final/ as "before" loaded its model
+        free_memory()
+        after = evaluate_folder(final, config, eval_set, args.output_dir, "after")
+    metrics = run_metrics(config, model_path, train_set, eval_set, trainer, before, after)
+    if before and after:
+        figure = plots.summary_figure(trainer.state.log_history, before.metrics, after.metrics)
         artifacts.save_figure(figure, args.output_dir / "summary.png")
+    metrics["wall_time_s"] = run_dir.wall_time_s()
     artifacts.write_json(args.output_dir / "metrics.json", metrics)
     return metrics
 
 
-def run(args: argparse.Namespace) -> dict:
+def is_main_process() -> bool:
+    """RANK counts only inside a multi-process launch (WORLD_SIZE > 1)."""
+    from grpo.run_config import launch_processes
+
+    return launch_processes() == 1 or int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def run(args: argparse.Namespace, config: RunConfig) -> dict:
     """Check, claim the output folder (main process only), train, mark the run complete."""
-    check_environment(args)
-    if args.resume and checkpoints.newest_complete(args.output_dir / CHECKPOINTS) is None:
-        raise UserError(f"--resume: no complete checkpoint in {args.output_dir / CHECKPOINTS}")
-    main_process = int(os.environ.get("RANK", "0")) == 0  # RANK: set by accelerate launch
+    check_environment(config)
+    check_device(config)
+    for line in config.notes:
+        print(line)
     claim = dict(
         outputs=OUTPUTS,
-        settings=run_settings(args),
+        settings=config.training_settings(),
         resume=args.resume,
         overwrite=args.overwrite,
         keep=(CHECKPOINTS,),
     )
-    if main_process:  # refuse a folder we will not get before loading anything
-        RunDir.preflight(args.output_dir, **claim)
-    policy = resolve_policy(args)
-    if not main_process:
-        return train(args, None, policy)
+    if not is_main_process():
+        return train(args, config, None)
+    RunDir.preflight(args.output_dir, **claim)  # refuse a folder we will not get, early
     with RunDir(args.output_dir, **claim) as run_dir:
-        metrics = train(args, run_dir, policy)
+        run_dir.update(config=config.settings())
+        metrics = train(args, config, run_dir)
         run_dir.finish(global_step=metrics["steps"])
-    print(f"Done in {metrics['wall_time_s']} s; results in {args.output_dir}")
+    print(f"Done in {run_dir.record['wall_time_s']} s; results in {args.output_dir}")
     return metrics
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+    args, config = parse_args(argv)
     if args.dry_run:  # nothing loaded, nothing written
-        print(make_plan(args).render(str(args.output_dir)))
+        print(config.render())
         return {}
-    return run_main("train_grpo.py", lambda: run(args), debug=args.debug)
+    return run_main("train_grpo.py", lambda: run(args, config), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from grpo import netcheck
 from grpo.cache import cache_root
 from grpo.model_names import MODEL_ENV_VAR, requested_name
-from offline_demo.tiny_model import ENDOFTEXT, tiny_random_dir, tiny_random_path
+from grpo.run_config import choose_model_and_profile, detect_hardware
+from offline_demo.tiny_model import ENDOFTEXT, tiny_random_path
 from offline_demo.warm_start import warm_start_dir, warm_start_path
 
 REAL_MODEL_ID = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -96,33 +97,23 @@ def looks_like_path(name: str) -> bool:
 def resolve_model(name: str | None = None, require_real: bool = False) -> Path:
     """The local folder of the model named by `name` or $GRPO_MODEL (see the module doc).
 
-    `require_real` turns the automatic choice strict, as a GPU does: a run that asked for
-    the real model must not quietly train the tiny one.
+    `require_real`: the caller trains on GSM8K, so an embedded model is refused.
     """
     name = requested_name(name)
+    if name == "auto":  # the command line's rule: the real model on a CUDA GPU, else tiny
+        name, _, _ = choose_model_and_profile(name, "auto", detect_hardware())
+    if name in ("tiny", "tiny-random") and require_real:
+        raise ModelUnavailable(f"the {name} model is for the toy task, not GSM8K")
     if name == "tiny":
         return warm_start_path()
     if name == "tiny-random":
         return tiny_random_path()
-    if name == "auto":
-        if require_real or torch.cuda.is_available():
-            return download(REAL_MODEL_ID)
-        try:
-            return download(REAL_MODEL_ID)
-        except ModelUnavailable as error:
-            print(f"[models] {error}\n[models] No GPU here: using the embedded tiny model.")
-            return warm_start_path()
     if looks_like_path(name):
         path = Path(name).expanduser()
         if not path.is_dir():
             raise ModelUnavailable(f"Model folder not found: {path}")
         return path
     return download(REAL_MODEL_ID if name == "real" else name)
-
-
-def is_embedded(path: Path) -> bool:
-    """True for the two tiny models (random or warm-started), which use the toy profile."""
-    return path.resolve() in {warm_start_dir().resolve(), tiny_random_dir().resolve()}
 
 
 def choose_device(requested: str | None = None) -> torch.device:
@@ -207,3 +198,23 @@ def describe(path: Path) -> str:
     if path.parent.name == "snapshots":  # Hugging Face cache: models--Org--Name/snapshots/<hash>
         return path.parent.parent.name.removeprefix("models--").replace("--", "/")
     return path.name.replace("___", ".")  # ModelScope escapes the dots in folder names
+
+
+def load_evaluation_model(folder: Path, device: str | torch.device | None = None):
+    """(model, tokenizer) of a saved model, or of a LoRA adapter merged into its base, for
+    greedy evaluation: evaluation precision (`inference_dtype`), no training wrappers, so
+    every evaluation of a run (before, after, evaluate_model.py) runs the same way."""
+    folder = Path(folder)
+    target = device if isinstance(device, torch.device) else choose_device(device)
+    dtype = inference_dtype(target)
+    adapter_config = folder / "adapter_config.json"
+    if adapter_config.is_file():
+        from peft import PeftConfig, PeftModel
+
+        base = PeftConfig.from_pretrained(folder).base_model_name_or_path
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        model = PeftModel.from_pretrained(model, folder).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    print(f"[models] Loaded {describe(folder)} for evaluation on {target} in {str(dtype).removeprefix('torch.')}.")
+    return model.to(target).eval(), load_tokenizer(folder)

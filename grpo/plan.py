@@ -37,6 +37,24 @@ class ModelShape:
     kv_heads: int
     tied_embeddings: bool
 
+    @classmethod
+    def from_config(cls, path) -> ModelShape:
+        """The shape in a Qwen2 config.json, read before any weight loads."""
+        import json
+        from pathlib import Path
+
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(
+            Path(path).parent.name,
+            hidden=int(config["hidden_size"]),
+            layers=int(config["num_hidden_layers"]),
+            vocab=int(config["vocab_size"]),
+            intermediate=int(config["intermediate_size"]),
+            heads=int(config["num_attention_heads"]),
+            kv_heads=int(config.get("num_key_value_heads", config["num_attention_heads"])),
+            tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+        )
+
     @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.hidden // self.heads

@@ -79,9 +79,20 @@ REAL_GRPO = MappingProxyType(
         # The seed's TRL sampled at 0.9 (TRL now defaults to 1.0): slightly sharper samples,
         # fewer incoherent completions from a 0.5B model, still diverse within a group of 16.
         temperature=0.9,
+        # The seed's TRL sampled through transformers' default top_k of 50; TRL 1.16 turns
+        # top-k off (0). We keep the seed's 50: it cuts the long tail of junk tokens that a
+        # 0.5B model's 151,936-entry vocabulary puts at temperature 0.9.
+        top_k=50,
+        # The objective the tutorial derives (DeepSeekMath, and the seed's TRL): the k3 KL
+        # estimate on its own. TRL 1.16 defaults to multiplying it by the importance ratio,
+        # which leaves its value unchanged on-policy but adds k3 * grad(log pi) to the gradient.
+        use_bias_correction_kl=False,
         # Always explicit: TRL's GRPOConfig defaults it to True. On for the 0.5B model: it
         # keeps one layer's activations instead of 24 (see grpo.plan for the arithmetic).
         gradient_checkpointing=True,
+        # A checkpoint of the 0.5B model is about 6 GB (fp32 weights + AdamW state); the
+        # Trainer writes the new one before deleting the oldest, so 2 kept means 3 on disk.
+        save_total_limit=2,
     )
 )
 
@@ -99,6 +110,7 @@ TINY_GRPO = MappingProxyType(
         max_steps=80,
         max_grad_norm=1.0,
         temperature=1.0,  # the tiny model's learning tests were measured at TRL's default
+        top_k=0,  # likewise TRL's default (off): the tiny vocabulary has no long tail
         gradient_checkpointing=False,
     )
 )

@@ -6,51 +6,50 @@ in `grpo.profiles`; this module turns one into a `GRPOConfig`, datasets and a tr
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from data import load_gsm8k
-from grpo import netcheck
-from grpo.models import gpu_supports_bf16, is_embedded, resolve_model
-from grpo.profiles import PROFILES, REAL, REAL_MODEL_PROFILES, TINY, Profile
+from grpo.model_names import requested_name
+from grpo.models import resolve_model
+from grpo.profiles import Profile
+from grpo.run_config import RunConfig, choose_model_and_profile, detect_hardware, grpo_settings
 from offline_demo import warm_start
 from offline_demo.toy_task import toy_splits
 from rewards import REWARD_FUNCS
 
 
-def report_to() -> list[str]:
-    """TensorBoard always (local files, no account); wandb only when the user opts in.
-
-    Opting in means setting `WANDB_API_KEY` (or having run `wandb login`) *and*
-    `GRPO_USE_WANDB=1`; the key itself never appears in code or notebooks.
-    """
-    targets = ["tensorboard"]
-    if os.environ.get("GRPO_USE_WANDB") == "1":
-        netcheck.wandb_offline_fallback()  # no network: log offline, not a 100 s hang
-        targets.append("wandb")
-    return targets
-
-
 def make_config(profile: Profile, output_dir: str | Path, **overrides) -> GRPOConfig:
-    """A `GRPOConfig` for `profile`, with the hardware-dependent settings filled in.
+    """A `GRPOConfig` for `profile` on this machine (see `grpo.run_config.grpo_settings`),
+    with `overrides` applied: for notebooks and tests; the command line uses `grpo_config`.
 
     `bf16=True` is autocast only: the model's own weights stay float32 (see `grpo.models`).
     """
-    kwargs = profile.with_grpo(
-        output_dir=str(output_dir),
-        bf16=gpu_supports_bf16(),
-        use_cpu=not torch.cuda.is_available(),
-        report_to=report_to(),
-        save_total_limit=2,
-        seed=0,
-        disable_tqdm=False,
+    settings = grpo_settings(profile, Path(output_dir), detect_hardware())
+    return GRPOConfig(**{**settings, **overrides})
+
+
+def grpo_config(run: RunConfig) -> GRPOConfig:
+    """The GRPOConfig of a resolved run: exactly the keywords run.json records."""
+    return GRPOConfig(**run.grpo)
+
+
+def lora_config(settings: Mapping[str, Any] | None):
+    """peft's LoraConfig for a run's LoRA settings (None: full fine-tuning)."""
+    if settings is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings["r"],
+        lora_alpha=settings["alpha"],
+        target_modules=list(settings["targets"]),
+        task_type="CAUSAL_LM",
     )
-    kwargs.update(overrides)
-    return GRPOConfig(**kwargs)
 
 
 def make_trainer(
@@ -74,16 +73,11 @@ def make_trainer(
 
 
 def select_policy(model: str | None = None, profile: str = "auto") -> tuple[Path, Profile]:
-    """The model to train and its profile.
-
-    Asking for a real-model profile (real, learner) makes the automatic model choice strict:
-    it fails instead of quietly training the tiny model on GSM8K. The embedded models get
-    the toy profile.
-    """
-    path = resolve_model(model, require_real=profile in REAL_MODEL_PROFILES)
-    if profile == "auto":
-        return path, TINY if is_embedded(path) else REAL
-    return path, PROFILES[profile]
+    """The model to train and its profile, by the command line's rule (grpo.run_config):
+    without a CUDA GPU the offline demo unless the real model is asked for; with one the
+    learner profile. Asking for a real-model profile never falls back to the tiny model."""
+    name, chosen, _ = choose_model_and_profile(requested_name(model), profile, detect_hardware())
+    return resolve_model(name, require_real=chosen.dataset == "gsm8k"), chosen
 
 
 def load_datasets(

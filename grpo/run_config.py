@@ -1,0 +1,420 @@
+"""A run's settings, resolved once: model, profile, data sizes, GRPO settings, hardware, plan.
+
+`resolve` turns the command line, the environment and the machine into one `RunConfig`
+before anything heavy loads. `train_grpo.py --dry-run` prints it; a run records it in
+run.json; training, evaluation and the plan only read it. Standard library only, so a
+mistake is answered in well under a second.
+
+The automatic choice (no `--profile`, no model named):
+
+* no CUDA GPU: the offline demonstration (the tiny model on the toy task), even when the
+  hub is reachable. The real model only when asked for (`--model real`, `GRPO_MODEL=real`,
+  `--profile learner|real`), and a real-size model on a CPU only with `--allow-cpu`;
+* a CUDA GPU: the `learner` profile (250 steps on Qwen2.5-0.5B-Instruct), fitted to the
+  card's memory; the full epoch only with `--profile real`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grpo import netcheck
+from grpo.cli import bounded, comma_list, positive_float, positive_int
+from grpo.model_names import EMBEDDED_MODELS, requested_name
+from grpo.plan import BF16_ABOVE_GB, QWEN2_5_0_5B, ModelShape, Plan, make_plan, visible_gpu
+from grpo.profiles import LEARNER, PROFILES, REAL_MODEL_PROFILES, TINY, Profile
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_DEFAULTS = {"r": 16, "alpha": 32}
+# TRL 1.16's GRPOConfig.loss_type values (tests/test_cli_args.py checks them against TRL).
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+CHECKPOINTS = "checkpoints"
+# A model of this many parameters is "real-size": training it on a CPU takes days.
+REAL_SIZE_PARAMETERS = 100_000_000
+
+# The GRPOConfig fields the command line can set (default None: the profile's value), with
+# their argparse settings. One line per flag: a new one needs nothing else.
+GRPO_FLAGS: dict[str, dict] = {
+    "max_steps": dict(type=positive_int),
+    "learning_rate": dict(type=bounded(float, 0.0, 1.0, strict=True)),
+    "num_generations": dict(type=bounded(int, 2, 1024), help="completions per prompt (>= 2)"),
+    "per_device_train_batch_size": dict(type=positive_int, help="completions per micro-batch"),
+    "gradient_accumulation_steps": dict(type=positive_int),
+    "max_completion_length": dict(type=positive_int),
+    "beta": dict(type=bounded(float, 0.0, 100.0), help="KL penalty (0: no reference model)"),
+    "loss_type": dict(choices=LOSS_TYPES),
+    "temperature": dict(
+        type=bounded(float, 0.01, 100.0), help="sampling temperature (0.01 to 100)"
+    ),
+    "save_steps": dict(type=positive_int),
+    "save_total_limit": dict(type=positive_int),
+    "logging_steps": dict(type=positive_int),
+    "gradient_checkpointing": dict(
+        action=argparse.BooleanOptionalAction,
+        help="recompute activations in the backward pass: less memory, ~30%% slower",
+    ),
+    "vllm_gpu_memory_utilization": dict(
+        type=bounded(float, 0.0, 1.0, strict=True), help="with --use-vllm (default 0.3)"
+    ),
+}
+# Fields that change only what is saved, printed or logged: --resume accepts other values.
+BOOKKEEPING_FIELDS = frozenset({"save_steps", "save_total_limit", "logging_steps", "report_to"})
+
+
+class ConfigError(ValueError):
+    """A combination of settings that cannot run: shown as a usage error (exit 2)."""
+
+
+def flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def gpu_memory(text: str) -> float | str:
+    """An argparse type: GB of GPU memory (greater than 0), or 'auto'."""
+    return "auto" if text.strip().lower() == "auto" else positive_float(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser, profiles: Mapping[str, Profile]) -> None:
+    """The flags that decide a run (the command line adds its own folder and safety flags)."""
+    parser.add_argument("--model", help="auto | real | tiny | tiny-random | a folder | a model id")
+    parser.add_argument(
+        "--profile",
+        choices=["auto", *profiles],
+        default="auto",
+        help="auto: learner on a CUDA GPU, the offline demo (tiny) without one",
+    )
+    parser.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=0)
+    parser.add_argument("--train-size", type=positive_int, help="prompts (default: profile)")
+    parser.add_argument("--eval-size", type=positive_int, help="questions (default: profile)")
+    parser.add_argument("--skip-eval", action="store_true", help="train only, no evaluation")
+    parser.add_argument(
+        "--gpu-memory-gb",
+        type=gpu_memory,
+        help="plan for this much GPU memory (default: the visible GPU's, via nvidia-smi)",
+    )
+    parser.add_argument(
+        "--allow-cpu",
+        action="store_true",
+        help="train a real-size model without a CUDA GPU (days; for checking, not learning)",
+    )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="fp16 autocast for GPUs without bf16 (T4, V100): fp32 master weights, loss scaling",
+    )
+    grpo = parser.add_argument_group("GRPOConfig fields (default: the profile's value)")
+    for name, settings in GRPO_FLAGS.items():
+        grpo.add_argument(flag(name), **settings)
+    grpo.add_argument(
+        "--use-vllm", action="store_true", help="generate with vLLM in the training process"
+    )
+    lora = parser.add_argument_group("LoRA (peft): train small adapters instead of all weights")
+    lora.add_argument("--lora", action="store_true")
+    lora.add_argument("--lora-r", type=positive_int, help=f"rank (default {LORA_DEFAULTS['r']})")
+    lora.add_argument(
+        "--lora-alpha", type=positive_int, help=f"scale (default {LORA_DEFAULTS['alpha']})"
+    )
+    lora.add_argument(
+        "--lora-target-modules",
+        type=comma_list(LORA_TARGETS),
+        help="comma-separated Qwen2 projections (default: all seven)",
+    )
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The GPU a run will use (or is planned for), read without importing torch."""
+
+    gpu_memory_gb: float | None  # None: no CUDA GPU
+    bf16: bool
+    visible: bool  # False: planned for a card given with --gpu-memory-gb, none seen here
+
+    def describe(self) -> str:
+        if self.gpu_memory_gb is None:
+            return "no CUDA GPU visible (nvidia-smi)"
+        where = "visible GPU" if self.visible else "planned GPU (--gpu-memory-gb; none seen here)"
+        return f"{where} of {self.gpu_memory_gb:.0f} GB, " + ("bf16" if self.bf16 else "no bf16")
+
+
+def detect_hardware(gpu_memory_gb: float | str | None = None) -> Hardware:
+    """The visible GPU, or the one named by `gpu_memory_gb` when planning from elsewhere.
+
+    A size given without a visible GPU is planned like the README's card table: bf16 above
+    16 GB (L4, A10G, A100, H100 have it), none at 16 GB (a T4 has not).
+    """
+    gpu = visible_gpu()
+    if gpu is not None:
+        size = gpu[0] if gpu_memory_gb in (None, "auto") else float(gpu_memory_gb)
+        return Hardware(size, bf16=gpu[1], visible=True)
+    if gpu_memory_gb == "auto":
+        raise ConfigError("--gpu-memory-gb auto, but nvidia-smi shows no GPU: give a size in GB")
+    if gpu_memory_gb is not None:
+        size = float(gpu_memory_gb)
+        return Hardware(size, bf16=size > BF16_ABOVE_GB, visible=False)
+    return Hardware(None, bf16=False, visible=False)
+
+
+def launch_processes() -> int:
+    """Processes of this launch: WORLD_SIZE as `accelerate launch`/torchrun set it, else 1."""
+    text = os.environ.get("WORLD_SIZE", "").strip() or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"WORLD_SIZE={text!r} is not a positive whole number of processes")
+    return int(text)
+
+
+def report_to() -> list[str]:
+    """TensorBoard always (local files, no account); wandb only when the user opts in with
+    GRPO_USE_WANDB (the key comes from WANDB_API_KEY or `wandb login`, never from code)."""
+    opted_in = os.environ.get("GRPO_USE_WANDB", "").strip().lower() in netcheck.TRUTHY_VALUES
+    return ["tensorboard", "wandb"] if opted_in else ["tensorboard"]
+
+
+def model_shape(model: str) -> ModelShape | None:
+    """The shape of `model` if it is known before anything downloads: the real model's, or a
+    local folder's config.json."""
+    if model == "real":
+        return QWEN2_5_0_5B
+    config = Path(model).expanduser() / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return ModelShape.from_config(config)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # the loader reports an unreadable model folder with its own message
+
+
+def duration(seconds: float) -> str:
+    """`seconds` as minutes below an hour, else hours: how a learner plans a session."""
+    return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def cpu_problem(shape: ModelShape | None, steps: int, allow_cpu: bool) -> str | None:
+    """Why a real-size model must not train on this CPU-only machine, or None."""
+    if allow_cpu or shape is None or shape.parameters() < REAL_SIZE_PARAMETERS:
+        return None
+    return (
+        f"{shape.name} has {shape.parameters() / 1e6:.0f}M parameters and this machine has no "
+        f"CUDA GPU: {steps:,} GRPO steps would take days on a CPU (a T4 GPU is estimated at "
+        "48 s per step, see --dry-run). Run it on a GPU, use --model tiny for the offline "
+        "demo, or pass --allow-cpu to train here anyway."
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one run, resolved; `settings()` is what run.json records."""
+
+    model: str  # "tiny", "tiny-random", "real", a folder or a model id
+    profile: Profile
+    train_size: int | None  # None: the whole split
+    eval_size: int | None
+    skip_eval: bool
+    seed: int
+    grpo: Mapping[str, Any]  # every keyword GRPOConfig receives
+    lora: Mapping[str, Any] | None
+    device: str  # "cuda" or "cpu"
+    allow_cpu: bool
+    hardware: Hardware
+    plan: Plan = field(compare=False)
+    notes: tuple[str, ...] = ()  # one line per automatic decision
+
+    @property
+    def real_data(self) -> bool:
+        """True when the run trains on GSM8K, which must then be the full data set."""
+        return self.profile.dataset == "gsm8k"
+
+    def settings(self) -> dict[str, Any]:
+        """The resolved settings as plain JSON data (run.json, --dry-run, --resume)."""
+        return {
+            "model": self.model,
+            "profile": self.profile.name,
+            "dataset": self.profile.dataset,
+            "train_size": self.train_size,
+            "eval_size": None if self.skip_eval else self.eval_size,
+            "seed": self.seed,
+            "device": self.device,
+            "grpo": dict(self.grpo),
+            "lora": dict(self.lora) if self.lora else None,
+            "data": {v: os.environ.get(v) for v in ("GRPO_DATA_SOURCE", "GSM8K_DIR")},
+        }
+
+    def training_settings(self) -> dict[str, Any]:
+        """What decides the training itself: --resume continues a run only if these match."""
+        settings = self.settings()
+        settings["grpo"] = {
+            k: v for k, v in settings["grpo"].items() if k not in BOOKKEEPING_FIELDS
+        }
+        return settings
+
+    def render(self) -> str:
+        """The run for a terminal or a notebook cell: the decisions, the settings, the plan."""
+        lines = [*self.notes, "Settings (run.json records these):"]
+        lines.append(json.dumps(self.settings(), indent=1, sort_keys=True))
+        return "\n".join([*lines, self.plan.render()])
+
+
+def choose_model_and_profile(
+    name: str, profile: str, hardware: Hardware
+) -> tuple[str, Profile, str]:
+    """(model, profile, why) by the rule in the module docstring."""
+    if profile != "auto":
+        chosen = PROFILES[profile]
+        if chosen.name in REAL_MODEL_PROFILES and name in EMBEDDED_MODELS:
+            raise ConfigError(
+                f"--profile {profile} trains Qwen2.5 on GSM8K; the {name} model runs with "
+                "--profile tiny (or leave --profile out)"
+            )
+        if name == "auto":
+            name = "real" if chosen.name in REAL_MODEL_PROFILES else "tiny"
+        return name, chosen, f"--profile {profile}"
+    if name in EMBEDDED_MODELS:
+        return name, TINY, f"the {name} model runs the offline demo profile"
+    if hardware.gpu_memory_gb is None and name == "auto":
+        return (
+            "tiny",
+            TINY,
+            (
+                "No CUDA GPU: the offline demo (tiny model, toy task). For Qwen2.5 on GSM8K, "
+                "ask for it: --profile learner (or --model real), on a GPU."
+            ),
+        )
+    model = "real" if name == "auto" else name
+    why = f"{hardware.describe()}: the learner profile (the full epoch: --profile real)"
+    return model, LEARNER, why
+
+
+def grpo_settings(
+    profile: Profile, output_dir: Path, hardware: Hardware, fp16: bool = False, seed: int = 0
+) -> dict[str, Any]:
+    """The profile's GRPOConfig keywords with the machine's filled in: where checkpoints go,
+    the seed, tracking, and autocast over fp32 master weights (bf16 where the card has it,
+    fp16 when asked for on a card without)."""
+    if hardware.gpu_memory_gb is None and fp16:
+        raise ConfigError("--fp16 needs a CUDA GPU (it is for T4/V100-class cards)")
+    if fp16 and hardware.bf16:
+        raise ConfigError("--fp16: this GPU has bf16, which needs no loss scaling: leave it out")
+    return profile.with_grpo(
+        output_dir=str(output_dir),
+        seed=seed,
+        report_to=report_to(),
+        bf16=hardware.bf16 and not fp16,
+        fp16=fp16,
+        use_cpu=hardware.gpu_memory_gb is None,
+    )
+
+
+def _user_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {name: getattr(args, name) for name in GRPO_FLAGS}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    if "vllm_gpu_memory_utilization" in overrides and not args.use_vllm:
+        raise ConfigError("--vllm-gpu-memory-utilization without --use-vllm has no effect")
+    if args.use_vllm:
+        overrides.update(use_vllm=True, vllm_mode="colocate")
+    return overrides
+
+
+def _lora(args: argparse.Namespace) -> dict[str, Any] | None:
+    options = [flag(n) for n in ("lora_r", "lora_alpha", "lora_target_modules") if getattr(args, n)]
+    if options and not args.lora:
+        raise ConfigError(f"{', '.join(options)} without --lora has no effect: add --lora")
+    if not args.lora:
+        return None
+    return {
+        "r": args.lora_r or LORA_DEFAULTS["r"],
+        "alpha": args.lora_alpha or LORA_DEFAULTS["alpha"],
+        "targets": list(args.lora_target_modules or LORA_TARGETS),
+    }
+
+
+def batch_problem(grpo: Mapping[str, Any], train_rows: int | None, processes: int) -> str | None:
+    """Why the GRPO batch cannot work, or None. TRL needs whole groups of `num_generations`
+    completions per step, and drops a step that lacks prompts (a run of 0 steps)."""
+    micro, accumulation = grpo["per_device_train_batch_size"], grpo["gradient_accumulation_steps"]
+    completions, generations = micro * accumulation * processes, grpo["num_generations"]
+    if completions % generations:
+        return (
+            f"--per-device-train-batch-size {micro} x --gradient-accumulation-steps "
+            f"{accumulation} x {processes} process(es) = {completions} completions per step, "
+            f"not a multiple of --num-generations {generations}"
+        )
+    prompts = completions // generations
+    if train_rows is not None and train_rows < prompts:
+        return (
+            f"one step needs {prompts} training prompts ({completions} completions / "
+            f"{generations} per prompt) but the training set has {train_rows}: "
+            "raise --train-size or lower --per-device-train-batch-size"
+        )
+    return None
+
+
+def resolve(
+    args: argparse.Namespace, output_dir: Path, hardware: Hardware | None = None
+) -> RunConfig:
+    """The one resolution of a run's settings (see the module doc); raises ConfigError."""
+    hardware = hardware or detect_hardware(args.gpu_memory_gb)
+    model, profile, why = choose_model_and_profile(
+        requested_name(args.model), args.profile, hardware
+    )
+    overrides = _user_overrides(args)
+    lora = _lora(args)
+    grpo = grpo_settings(profile, output_dir / CHECKPOINTS, hardware, args.fp16, args.seed)
+    grpo.update(overrides)
+    processes = launch_processes()
+    train_size = args.train_size or profile.train_size
+    problem = batch_problem(grpo, train_size, processes)
+    if problem:
+        raise ConfigError(problem)
+    shape = model_shape(model) if profile.dataset == "gsm8k" else None
+    plan = make_plan(
+        profile,
+        overrides,
+        hardware.gpu_memory_gb,
+        bf16=grpo["bf16"],
+        lora=lora is not None,
+        train_rows=train_size,
+    )
+    user_set_batch = {"per_device_train_batch_size", "gradient_accumulation_steps"} & set(overrides)
+    if hardware.gpu_memory_gb is not None and not user_set_batch:
+        if plan.lora and lora is None:
+            raise ConfigError(f"{plan.advice} Add --lora (--dry-run shows the plan).")
+        grpo.update(
+            per_device_train_batch_size=plan.micro_batch,
+            gradient_accumulation_steps=plan.accumulation,
+            gradient_checkpointing=plan.gradient_checkpointing,
+        )
+    if plan.fits is False:
+        raise ConfigError(
+            f"the estimated peak memory, {plan.memory.total / 1e9:.1f} GB, does not fit "
+            f"{hardware.gpu_memory_gb:g} GB (--dry-run shows the plan)"
+        )
+    device = "cpu" if hardware.gpu_memory_gb is None else "cuda"
+    if device == "cpu":
+        problem = cpu_problem(shape, plan.steps, args.allow_cpu)
+        if problem:
+            raise ConfigError(problem)
+    notes = (
+        why,
+        f"{plan.steps:,} steps, estimated {duration(plan.steps * plan.seconds_per_step)} "
+        f"({plan.steps:,} x {plan.seconds_per_step:g} s: {plan.seconds_source}).",
+    )
+    return RunConfig(
+        model=model,
+        profile=profile,
+        train_size=train_size,
+        eval_size=args.eval_size or profile.evaluation.size,
+        skip_eval=args.skip_eval,
+        seed=args.seed,
+        grpo=grpo,
+        lora=lora,
+        device=device,
+        allow_cpu=args.allow_cpu,
+        hardware=hardware,
+        plan=plan,
+        notes=notes,
+    )
