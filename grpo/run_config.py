@@ -27,7 +27,15 @@ from typing import Any
 from grpo import netcheck
 from grpo.cli import bounded, comma_list, positive_float, positive_int
 from grpo.model_names import EMBEDDED_MODELS, requested_name
-from grpo.plan import BF16_ABOVE_GB, QWEN2_5_0_5B, ModelShape, Plan, make_plan, visible_gpu
+from grpo.plan import (
+    BF16_ABOVE_GB,
+    QWEN2_5_0_5B,
+    TINY_SHAPE,
+    ModelShape,
+    Plan,
+    make_plan,
+    visible_gpu,
+)
 from grpo.profiles import LEARNER, PROFILES, REAL_MODEL_PROFILES, TINY, Profile
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -189,6 +197,14 @@ def model_shape(model: str) -> ModelShape | None:
         return None  # the loader reports an unreadable model folder with its own message
 
 
+def is_demo_model(model: str) -> bool:
+    """True for a folder holding the offline demo's tiny Qwen2 (its body's shape; the
+    vocabulary is the locally trained tokenizer's), which trains on the toy task."""
+    shape = model_shape(model)
+    body = ("hidden", "layers", "intermediate", "heads", "kv_heads")
+    return shape is not None and all(getattr(shape, n) == getattr(TINY_SHAPE, n) for n in body)
+
+
 def duration(seconds: float) -> str:
     """`seconds` as minutes below an hour, else hours: how a learner plans a session."""
     return f"{seconds / 60:.0f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
@@ -273,7 +289,7 @@ def choose_model_and_profile(
         if name == "auto":
             name = "real" if chosen.name in REAL_MODEL_PROFILES else "tiny"
         return name, chosen, f"--profile {profile}"
-    if name in EMBEDDED_MODELS:
+    if name in EMBEDDED_MODELS or is_demo_model(name):
         return name, TINY, f"the {name} model runs the offline demo profile"
     if hardware.gpu_memory_gb is None and name == "auto":
         return (

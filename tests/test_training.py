@@ -61,83 +61,37 @@ def no_wandb(monkeypatch):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", PROFILES)
-def test_make_config_is_accepted_by_pinned_trl(name, tmp_path, no_wandb):
-    profile = PROFILES[name]
-    expected = REAL_GRPO if name == "real" else TINY_GRPO
+@pytest.mark.parametrize("profile", [REAL, LEARNER, TINY], ids=lambda p: p.name)
+def test_every_profile_setting_reaches_trl_unchanged(profile, tmp_path, no_wandb):
+    """TRL renames and drops fields between releases: each keyword a profile sets must come
+    out of the pinned GRPOConfig as it went in (a renamed one would raise, a reinterpreted
+    one would differ)."""
+    received = training.make_config(profile, tmp_path).to_dict()
 
-    config = training.make_config(profile, tmp_path / "out")
-
-    assert isinstance(config, GRPOConfig)
-    assert config.output_dir == str(tmp_path / "out")
-    for key, value in expected.items():
-        assert getattr(config, key) == value, key
-    assert config.loss_type == "grpo"
-    assert config.beta == 0.04
-    # GRPO's groups: every optimiser step sees whole groups of completions of one prompt.
-    assert config.per_device_train_batch_size % config.num_generations == 0
-    assert config.generation_batch_size % config.num_generations == 0
-    assert config.seed == 0
-    assert config.save_total_limit == 2
-    assert config.logging_steps == 1
-    assert config.use_cpu == (not torch.cuda.is_available())
+    for key, value in profile.grpo.items():
+        assert received[key] == value, key
 
 
-def test_real_profile_keeps_the_seed_tutorials_hyperparameters(tmp_path, no_wandb):
+@pytest.mark.parametrize("profile", [REAL, LEARNER], ids=lambda p: p.name)
+def test_real_profiles_run_the_taught_objective_not_trls_defaults(profile, tmp_path):
+    """TRL 1.16's defaults differ from DeepSeekMath's GRPO at four points; the profiles
+    must override each, or the run would optimise another objective than notebook 05's."""
+    trl_defaults = GRPOConfig(output_dir=str(tmp_path / "defaults"), use_cpu=True, bf16=False)
+    ours = training.make_config(profile, tmp_path)
+
+    changed = {"beta": 0.04, "loss_type": "grpo", "use_bias_correction_kl": False, "top_k": 50}
+    for field, value in changed.items():
+        assert getattr(trl_defaults, field) != value, f"TRL's default is already {field}"
+        assert getattr(ours, field) == value, field
+
+
+def test_trl_turns_the_seed_batch_into_four_prompts_of_sixteen(tmp_path, no_wandb):
+    """The seed's 16 completions x 4 accumulation steps, as TRL 1.16 counts them."""
     config = training.make_config(REAL, tmp_path)
 
-    assert config.learning_rate == 5e-6
-    assert (config.adam_beta1, config.adam_beta2) == (0.9, 0.99)
-    assert config.weight_decay == 0.1
-    assert config.get_warmup_steps(1000) == 100  # a 0.1 warm-up ratio
-    assert config.lr_scheduler_type == "cosine"
-    assert config.num_generations == 16
-    assert config.max_completion_length == 200
-    assert config.max_grad_norm == 0.1
-    assert config.save_steps == 100
-    assert config.num_train_epochs == 1
-    assert config.max_steps == -1  # the whole epoch
-    # The seed's 1 prompt x 16 generations x 4 accumulation steps: 64 completions, 4 prompts.
-    completions = config.per_device_train_batch_size * config.gradient_accumulation_steps
-    assert completions == 64
-    assert completions // config.num_generations == 4
-
-
-def test_tiny_profile_config(tmp_path, no_wandb):
-    config = training.make_config(TINY, tmp_path)
-
-    assert config.learning_rate == 2e-4
-    assert config.max_steps == 80
-    assert config.num_generations == 8
-    assert config.max_completion_length == TINY.evaluation.max_new_tokens == 48
-    assert config.per_device_train_batch_size // config.num_generations == 4  # prompts/step
-
-
-def test_learner_profile_is_the_real_settings_for_250_steps(tmp_path, no_wandb):
-    config = training.make_config(LEARNER, tmp_path)
-
-    for key, value in REAL_GRPO.items():
-        if key not in ("save_steps",):
-            assert getattr(config, key) == value, key
-    assert config.max_steps == 250
-    assert LEARNER.dataset == "gsm8k" and LEARNER.train_size == 250 * 4  # prompts used
-    assert LEARNER.evaluation.size == 250  # a fixed GSM8K test sample, before and after
-
-
-@pytest.mark.parametrize("profile, checkpointing", [(TINY, False), (REAL, True), (LEARNER, True)])
-def test_gradient_checkpointing_is_explicit_per_profile(profile, checkpointing, tmp_path):
-    """TRL defaults it to True, so a profile that leaves it out would silently get it."""
-    assert "gradient_checkpointing" in profile.grpo
-    assert GRPOConfig.__dataclass_fields__["gradient_checkpointing"].default is True  # TRL's
-    assert training.make_config(profile, tmp_path).gradient_checkpointing is checkpointing
-
-
-@pytest.mark.parametrize("profile, temperature", [(TINY, 1.0), (REAL, 0.9), (LEARNER, 0.9)])
-def test_sampling_temperature_per_profile(profile, temperature, tmp_path):
-    """0.9 as the seed's TRL sampled the real model; the tiny model's curves were measured
-    at TRL's default 1.0."""
-    assert GRPOConfig.__dataclass_fields__["temperature"].default == 1.0  # TRL's default
-    assert training.make_config(profile, tmp_path).temperature == temperature
+    assert config.generation_batch_size == 64
+    assert config.generation_batch_size // config.num_generations == 4
+    assert config.get_warmup_steps(1000) == 100  # TRL reads 0.1 as a warm-up ratio
 
 
 def test_bf16_trainer_keeps_fp32_master_weights(tmp_path, monkeypatch, no_wandb, tiny_cache):
@@ -179,39 +133,45 @@ def test_overrides_win_over_the_profile(tmp_path, no_wandb):
     assert config.report_to == []
 
 
+def resolved(tmp_path, *flags: str):
+    """The run `train_grpo.py` would start with `flags` on a machine without a GPU."""
+    return train_grpo.parse_args(["--output-dir", str(tmp_path), *flags])[1]
+
+
 def test_every_cli_override_flag_reaches_grpo_config(tmp_path, no_wandb):
-    argv = ["--output-dir", str(tmp_path), "--gradient-checkpointing"]
+    argv = ["--gradient-checkpointing"]
     for flag, (_, text, _) in OVERRIDE_FLAGS.items():
         argv += [flag, text]
 
-    args = train_grpo.parse_args(argv)
-    overrides = train_grpo.config_overrides(args)
-    config = training.make_config(TINY, tmp_path / "checkpoints", **overrides)
+    run = resolved(tmp_path, *argv, "--train-size", "50")
+    config = training.grpo_config(run)
 
     expected = {field: value for field, _, value in OVERRIDE_FLAGS.values()}
-    assert overrides == {**expected, "gradient_checkpointing": True}
     for field, value in expected.items():
+        assert run.grpo[field] == value, field
         assert getattr(config, field) == value, field
     assert config.gradient_checkpointing is True
 
 
 def test_override_flags_are_all_covered(tmp_path):
     """A new GRPOConfig flag in train_grpo.py must be added to OVERRIDE_FLAGS above."""
-    namespace = vars(train_grpo.parse_args(["--output-dir", str(tmp_path)]))
+    from grpo.run_config import GRPO_FLAGS
+
     config_fields = set(GRPOConfig.__dataclass_fields__)
-    flags = {name for name in namespace if name in config_fields} - NOT_OVERRIDES
+    assert set(GRPO_FLAGS) <= config_fields  # each flag is a field TRL knows
     covered = {field for field, _, _ in OVERRIDE_FLAGS.values()}
-    assert flags - {"gradient_checkpointing", "use_vllm"} == covered
+    assert set(GRPO_FLAGS) - {"gradient_checkpointing", "vllm_gpu_memory_utilization"} == covered
 
 
-def test_no_flags_means_no_overrides(tmp_path):
-    args = train_grpo.parse_args(["--output-dir", str(tmp_path)])
-    assert train_grpo.config_overrides(args) == {}
+def test_no_flags_means_the_profile_on_this_machine(tmp_path, no_wandb):
+    run = resolved(tmp_path)
+    machine = {"output_dir", "seed", "report_to", "bf16", "fp16", "use_cpu"}
+    assert {k: v for k, v in run.grpo.items() if k not in machine} == dict(TINY.grpo)
+    assert run.grpo["use_cpu"] is True and run.grpo["bf16"] is False  # no GPU here
 
 
 def test_zero_is_an_override_not_a_missing_value(tmp_path):
-    args = train_grpo.parse_args(["--output-dir", str(tmp_path), "--beta", "0"])
-    assert train_grpo.config_overrides(args) == {"beta": 0.0}
+    assert resolved(tmp_path, "--beta", "0").grpo["beta"] == 0.0
 
 
 def test_use_vllm_without_vllm_explains_how_to_install(tmp_path, monkeypatch):
@@ -221,10 +181,11 @@ def test_use_vllm_without_vllm_explains_how_to_install(tmp_path, monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "vllm" else real_find_spec(name, *a),
     )
-    args = train_grpo.parse_args(["--output-dir", str(tmp_path), "--use-vllm"])
+    run = resolved(tmp_path, "--use-vllm")
+    assert (run.grpo["use_vllm"], run.grpo["vllm_mode"]) == (True, "colocate")
 
-    with pytest.raises(train_grpo.UserError, match="pip install vllm"):
-        train_grpo.check_environment(args)
+    with pytest.raises(train_grpo.UserError, match=r"pip install -e '\.\[vllm\]'"):
+        train_grpo.check_environment(run)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,22 +209,24 @@ def test_real_model_profiles_make_the_model_choice_strict(profile, strict, monke
     asked = {}
 
     def fake_resolve(name, require_real=False):
-        asked["require_real"] = require_real
+        asked["name"], asked["require_real"] = name, require_real
         return warm_start_path()
 
     monkeypatch.setattr(training, "resolve_model", fake_resolve)
     training.select_policy(None, profile)
 
     assert asked["require_real"] is strict
+    assert asked["name"] == ("real" if strict else "tiny")  # no GPU here: auto is the demo
 
 
 @pytest.mark.parametrize(
     "profile, expected", [("auto", TINY), ("real", REAL), ("learner", LEARNER), ("tiny", TINY)]
 )
-def test_select_policy_local_folder(profile, expected):
-    """A local folder (here: the warm start itself) is trained as given, never replaced;
-    the automatic profile of the embedded warm start is the toy one."""
+def test_select_policy_local_folder(profile, expected, monkeypatch):
+    """A local folder is trained as given, never replaced; the automatic profile of a
+    folder holding the demo's tiny Qwen2 is the toy one."""
     folder = warm_start_path()
+    monkeypatch.setattr(training, "resolve_model", lambda name, require_real=False: Path(name))
 
     path, chosen = training.select_policy(str(folder), profile)
 
@@ -300,21 +263,20 @@ def test_load_datasets_tiny_default_sizes():
 def test_report_to_tensorboard_only_by_default(monkeypatch, tmp_path):
     monkeypatch.delenv("GRPO_USE_WANDB", raising=False)
 
-    assert training.report_to() == ["tensorboard"]
     assert training.make_config(TINY, tmp_path).report_to == ["tensorboard"]
 
 
-@pytest.mark.parametrize("value", ["0", "", "true", "yes"])
-def test_report_to_ignores_other_values(monkeypatch, value):
+@pytest.mark.parametrize("value", ["0", "", "no", "off"])
+def test_report_to_ignores_false_values(monkeypatch, tmp_path, value):
     monkeypatch.setenv("GRPO_USE_WANDB", value)
 
-    assert training.report_to() == ["tensorboard"]
+    assert training.make_config(TINY, tmp_path).report_to == ["tensorboard"]
 
 
-def test_report_to_adds_wandb_when_opted_in(monkeypatch, tmp_path):
-    monkeypatch.setenv("GRPO_USE_WANDB", "1")
+@pytest.mark.parametrize("value", ["1", "true", "yes", "on"])
+def test_report_to_adds_wandb_when_opted_in(monkeypatch, tmp_path, value):
+    monkeypatch.setenv("GRPO_USE_WANDB", value)
 
-    assert training.report_to() == ["tensorboard", "wandb"]
     assert training.make_config(TINY, tmp_path).report_to == ["tensorboard", "wandb"]
 
 
