@@ -72,6 +72,19 @@ def qwen_standin_dir(tmp_path_factory) -> Path:
     return build_standin(tmp_path_factory.mktemp("qwen-standin") / "Qwen2.5-0.5B-Instruct-standin")
 
 
+@pytest.fixture(scope="session")
+def gsm8k_dir(tmp_path_factory) -> Path:
+    """A GSM8K_DIR made of the embedded excerpt's rows: a full-data source as a user would
+    give one, so real-model runs (which never fall back to the excerpt) can run offline."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("gsm8k")
+    excerpt = Path(__file__).resolve().parents[1] / "assets" / "gsm8k_excerpt"
+    for split in ("train", "test"):
+        shutil.copy(excerpt / f"{split}.jsonl", folder / f"{split}.jsonl")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One intra-op torch thread for a test module that runs the tiny models: their

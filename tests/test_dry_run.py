@@ -1,7 +1,11 @@
-"""`train_grpo.py --dry-run` and `--gpu-memory-gb`: the plan, printed before anything loads."""
+"""The run's settings are resolved once (grpo.run_config): the automatic choice by machine,
+`--dry-run` printing exactly the run that the same command starts, and the card fitting."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +16,92 @@ import train_grpo
 from grpo import plan
 
 REPO = Path(__file__).resolve().parents[1]
+QWEN_CONFIG = REPO / "assets" / "qwen2.5-0.5b-instruct" / "config.json"
+SHARED_QWEN_CONFIG = REPO.parent / "shared/data/qwen2.5-0.5b-instruct-tokenizer/config.json"
 
 
 @pytest.fixture
 def no_gpu(monkeypatch):
-    """Plans as on a machine without a GPU (fp32), whatever this one has."""
+    """Resolves as on a machine without a GPU, whatever this one has."""
     monkeypatch.setattr(plan, "visible_gpu", lambda: None)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+
+@pytest.fixture
+def gpu_24gb(monkeypatch):
+    """Resolves as on a machine with a visible 24 GB bf16 GPU (an L4, an A10G)."""
+    import grpo.run_config
+
+    monkeypatch.setattr(grpo.run_config, "visible_gpu", lambda: (24.0, True))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+
+def resolve(tmp_path, *flags: str):
+    return train_grpo.parse_args(["--output-dir", str(tmp_path), *flags])[1]
+
+
+def refusal(capsys, tmp_path, *flags: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        resolve(tmp_path, *flags)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The automatic choice
+# ---------------------------------------------------------------------------------------------
+
+
+def test_no_gpu_means_the_offline_demo_even_with_network(tmp_path, no_gpu, monkeypatch):
+    from grpo import netcheck
+
+    monkeypatch.setattr(netcheck, "hub_reachable", lambda: True)  # a download would work
+    run = resolve(tmp_path)
+    assert (run.model, run.profile.name, run.device) == ("tiny", "tiny", "cpu")
+    assert run.plan.steps == 80
+
+
+def test_a_gpu_means_the_learner_profile_fitted_to_the_card(tmp_path, gpu_24gb):
+    run = resolve(tmp_path)
+    assert (run.model, run.profile.name, run.device) == ("real", "learner", "cuda")
+    assert run.plan.steps == 250 and run.grpo["bf16"] is True
+    layout = run.grpo["per_device_train_batch_size"] * run.grpo["gradient_accumulation_steps"]
+    assert layout == 64 and run.plan.fits
+    assert any("learner" in note for note in run.notes)
+
+
+def test_the_full_epoch_only_when_asked(tmp_path, gpu_24gb):
+    assert resolve(tmp_path, "--profile", "real").plan.steps == 1868
+
+
+def test_the_real_model_on_a_cpu_is_refused_before_anything_loads(tmp_path, no_gpu, capsys):
+    for ask in (["--profile", "learner"], ["--model", "real"], ["--profile", "real"]):
+        message = refusal(capsys, tmp_path, *ask)
+        assert "494M parameters" in message and "--allow-cpu" in message
+    assert resolve(tmp_path, "--profile", "learner", "--allow-cpu").device == "cpu"
+
+
+@pytest.mark.parametrize("config_json", [QWEN_CONFIG, SHARED_QWEN_CONFIG], ids=["assets", "shared"])
+def test_a_folder_of_real_size_is_refused_on_a_cpu(tmp_path, no_gpu, capsys, config_json):
+    """Known from config.json alone: the folder holds no weights at all."""
+    if not config_json.is_file():
+        pytest.skip(f"{config_json} not here")
+    folder = tmp_path / "qwen"
+    folder.mkdir()
+    shutil.copy(config_json, folder / "config.json")
+
+    message = refusal(capsys, tmp_path / "run", "--model", str(folder), "--profile", "learner")
+    assert "--allow-cpu" in message and "494M" in message
+
+
+def test_the_embedded_models_keep_the_toy_profile(tmp_path, gpu_24gb, capsys):
+    assert resolve(tmp_path, "--model", "tiny").profile.name == "tiny"
+    assert "--profile tiny" in refusal(capsys, tmp_path, "--model", "tiny", "--profile", "learner")
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags and cards
+# ---------------------------------------------------------------------------------------------
 
 
 def test_dry_run_prints_the_plan_without_torch_and_writes_nothing(tmp_path):
@@ -35,76 +119,32 @@ def test_dry_run_prints_the_plan_without_torch_and_writes_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "torch imported: False" in result.stdout
     assert not output.exists()
-    for part in ("weights", "grads", "optimizer", "reference", "logits", "activations"):
-        assert f"\n  {part}" in result.stdout
     assert "4 prompts x 16 completions = 64 completions" in result.stdout
     assert "-> fits" in result.stdout and "Estimated time" in result.stdout
-    assert "Command: python train_grpo.py --profile real" in result.stdout
-
-
-def test_dry_run_total_for_16_gb_is_under_15_gb(tmp_path, capsys, no_gpu):
-    train_grpo.main(
-        ["--profile", "real", "--gpu-memory-gb", "16", "--dry-run", "--output-dir", str(tmp_path)]
-    )
-    total = next(line for line in capsys.readouterr().out.splitlines() if "  total" in line)
-    assert float(total.split()[1]) < 15
 
 
 @pytest.mark.parametrize("profile", ["real", "learner"])
-def test_gpu_memory_sets_the_fitted_layout(tmp_path, no_gpu, profile):
-    args = train_grpo.parse_args(
-        ["--output-dir", str(tmp_path), "--profile", profile, "--gpu-memory-gb", "16"]
-    )
-    overrides = train_grpo.config_overrides(args)
-
-    assert overrides["per_device_train_batch_size"] * overrides["gradient_accumulation_steps"] == 64
-    assert overrides["gradient_checkpointing"] is True
+def test_a_16_gb_card_gets_a_layout_that_fits(tmp_path, no_gpu, profile):
+    run = resolve(tmp_path, "--profile", profile, "--gpu-memory-gb", "16")
+    micro = run.grpo["per_device_train_batch_size"]
+    accumulation = run.grpo["gradient_accumulation_steps"]
+    assert micro * accumulation == 64 and run.plan.fits
+    assert run.plan.memory.total <= 16e9 * plan.HEADROOM
 
 
-def test_a_card_too_small_is_refused_with_the_lora_command(tmp_path, no_gpu, capsys):
-    argv = ["--output-dir", str(tmp_path), "--profile", "real", "--gpu-memory-gb", "8"]
-    with pytest.raises(SystemExit) as exit_info:
-        train_grpo.parse_args(argv)
-
-    assert exit_info.value.code == 2
-    assert "--lora" in capsys.readouterr().err
-    args = train_grpo.parse_args([*argv, "--lora"])  # with LoRA it fits
-    assert train_grpo.config_overrides(args)["per_device_train_batch_size"] >= 1
+def test_a_card_too_small_is_refused_with_the_lora_advice(tmp_path, no_gpu, capsys):
+    argv = ["--profile", "real", "--gpu-memory-gb", "8"]
+    assert "--lora" in refusal(capsys, tmp_path, *argv)
+    assert resolve(tmp_path, *argv, "--lora").plan.fits  # with LoRA it fits
 
 
-def test_gradient_checkpointing_flag_both_ways(tmp_path):
-    base = ["--output-dir", str(tmp_path)]
-    assert train_grpo.config_overrides(train_grpo.parse_args(base)) == {}
-    on = train_grpo.parse_args([*base, "--gradient-checkpointing"])
-    off = train_grpo.parse_args([*base, "--no-gradient-checkpointing"])
-    assert train_grpo.config_overrides(on) == {"gradient_checkpointing": True}
-    assert train_grpo.config_overrides(off) == {"gradient_checkpointing": False}
-
-
-def test_learner_is_a_profile_choice(tmp_path, capsys, no_gpu):
-    train_grpo.main(["--profile", "learner", "--dry-run", "--output-dir", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert "Plan for profile 'learner'" in out and "steps: 250" in out
+def test_gradient_checkpointing_flag_both_ways(tmp_path, no_gpu):
+    assert resolve(tmp_path, "--gradient-checkpointing").grpo["gradient_checkpointing"] is True
+    assert resolve(tmp_path, "--no-gradient-checkpointing").grpo["gradient_checkpointing"] is False
 
 
 def test_gpu_memory_auto_without_a_gpu_is_a_usage_error(tmp_path, no_gpu, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        train_grpo.parse_args(["--output-dir", str(tmp_path), "--gpu-memory-gb", "auto"])
-    assert exit_info.value.code == 2
-    assert "no GPU" in capsys.readouterr().err
-
-
-def test_gpu_memory_auto_uses_the_visible_gpu(tmp_path, monkeypatch):
-    monkeypatch.setattr(plan, "visible_gpu", lambda: (80.0, True))
-    args = train_grpo.parse_args(
-        ["--output-dir", str(tmp_path), "--profile", "real", "--gpu-memory-gb", "auto"]
-    )
-    assert (args.gpu_memory_gb, args.gpu_bf16) == (80.0, True)
-    overrides = train_grpo.config_overrides(args)
-    assert (overrides["per_device_train_batch_size"], overrides["gradient_accumulation_steps"]) == (
-        64,
-        1,
-    )
+    assert "no GPU" in refusal(capsys, tmp_path, "--gpu-memory-gb", "auto")
 
 
 @pytest.mark.parametrize("size, bf16", [("16", False), ("24", True), ("80", True)])
@@ -112,8 +152,92 @@ def test_an_explicit_card_size_without_a_gpu_is_planned_like_the_card_table(
     tmp_path, no_gpu, size, bf16
 ):
     """Planning from a laptop for a rented card: a T4-class 16 GB card has no bf16, the
-    larger classes in the README's table do, so the plan's time and memory match the table."""
-    args = train_grpo.parse_args(
-        ["--output-dir", str(tmp_path), "--profile", "learner", "--gpu-memory-gb", size]
+    larger classes in the README's table do."""
+    run = resolve(tmp_path, "--profile", "learner", "--gpu-memory-gb", size)
+    assert run.grpo["bf16"] is bf16 and run.device == "cuda"
+
+
+def test_fp16_is_refused_on_a_card_with_bf16(tmp_path, gpu_24gb, capsys):
+    assert "bf16" in refusal(capsys, tmp_path, "--fp16")
+
+
+def test_fp16_on_a_t4_class_card_replaces_fp32(tmp_path, no_gpu, capsys):
+    run = resolve(tmp_path, "--fp16", "--gpu-memory-gb", "16")
+    assert (run.grpo["fp16"], run.grpo["bf16"]) == (True, False)
+    assert "CUDA GPU" in refusal(capsys, tmp_path, "--fp16")  # none here, none planned
+
+
+def test_a_batch_that_cannot_form_groups_is_refused_for_every_profile(tmp_path, no_gpu, capsys):
+    """The default (tiny) profile too: its plan must never promise a broken batch."""
+    assert "not a multiple of --num-generations" in refusal(
+        capsys, tmp_path, "--per-device-train-batch-size", "5"
     )
-    assert args.gpu_bf16 is bf16
+
+
+# ---------------------------------------------------------------------------------------------
+# --dry-run prints the run that starts
+# ---------------------------------------------------------------------------------------------
+
+
+def dry_run_settings(output: Path, flags: list[str], env: dict) -> dict:
+    result = subprocess.run(
+        [sys.executable, "train_grpo.py", "--output-dir", str(output), *flags, "--dry-run"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.split("Settings (run.json records these):\n", 1)[1]
+    return json.JSONDecoder().raw_decode(text)[0]
+
+
+def real_run(output: Path, flags: list[str], env: dict) -> dict:
+    result = subprocess.run(
+        [sys.executable, "train_grpo.py", "--output-dir", str(output), *flags],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return json.loads((output / "run.json").read_text())
+
+
+SMALL = ["--max-steps", "1", "--train-size", "4", "--eval-size", "2", "--max-completion-length", "4"]
+SMALL_REAL = [
+    *SMALL, "--num-generations", "2", "--per-device-train-batch-size", "2",
+    "--gradient-accumulation-steps", "1",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case",
+    ["tiny default", "standin learner", "standin real", "standin lora r64"],
+)
+def test_dry_run_equals_the_recorded_run(case, tmp_path, qwen_standin_dir, gsm8k_dir):
+    """The dry run's settings are the ones run.json records, and TRL received each of them."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GSM8K_DIR": str(gsm8k_dir)}
+    env.pop("GRPO_USE_WANDB", None)
+    standin = ["--model", str(qwen_standin_dir)]
+    # Evaluating the stand-in (151,936-entry vocabulary, never stops) costs a minute on a
+    # 2-core CPU: the real profile evaluates, the other stand-in runs train only.
+    flags = {
+        "tiny default": SMALL,
+        "standin learner": [*standin, *SMALL_REAL, "--skip-eval"],
+        "standin real": [*standin, "--profile", "real", *SMALL_REAL],
+        "standin lora r64": [*standin, "--lora", "--lora-r", "64", *SMALL_REAL, "--skip-eval"],
+    }[case]
+    output = tmp_path / "run"
+
+    planned = dry_run_settings(output, flags, env)
+    record = real_run(output, flags, env)
+
+    assert record["config"] == planned
+    for key, value in planned["grpo"].items():
+        assert record["grpo_config"][key] == value, key
+    if "lora" in case:
+        assert planned["lora"]["r"] == 64
+        adapter = json.loads((output / "final" / "adapter_config.json").read_text())
+        assert adapter["r"] == 64
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["profile"] == planned["profile"] and metrics["steps"] == 1
+    assert str(gsm8k_dir) in metrics["data_source"] or planned["dataset"] == "toy"
+    if "--skip-eval" not in flags:
+        assert metrics["eval_dtype"] == "float32"  # before and after, one precision (CPU)
+        assert metrics["num_eval_examples"] == 2
