@@ -126,10 +126,12 @@ DEFAULT_VLLM_UTILIZATION = 0.3  # TRL's vllm_gpu_memory_utilization default
 # Seconds per optimiser step of 64 completions of up to 200 tokens. Estimates, not
 # measurements of this project (no GPU has been available to it):
 # * fp32 (T4): 48 s, read from a third party's report: qunash's public gist "full GRPO
-#   fine-tuning Qwen2.5 0.5B on a single T4" (gist.github.com/qunash/820c86d1d267ec8051d9f68b4f4bb656)
-#   reports about 150 steps in about 30 minutes, ~12 s per step, with 16 completions per
-#   prompt, a patched TRL 0.14 fork, vLLM generation and 8-bit AdamW. Read conservatively as
-#   12 s per 16 completions, x 4 for our 64 = 48 s. Cross-check from the arithmetic: one
+#   fine-tuning Qwen2.5 0.5B on a single T4"
+#   (https://gist.github.com/qunash/820c86d1d267ec8051d9f68b4f4bb656) reports about 150
+#   steps in about 30 minutes, ~12 s per step, with 16 completions per prompt, vLLM
+#   generation, 8-bit AdamW and a patched TRL fork. Read conservatively (if its step held
+#   more than one prompt's group, a T4 is faster than this) as 12 s per 16 completions,
+#   x 4 for our 64 = 48 s. Cross-check from the arithmetic: one
 #   forward + backward of 64 x 340 tokens is 6 x 494M x 21,760 = 6.4e13 FLOP, 8 s at the T4's
 #   8.1 TFLOPS fp32 peak (NVIDIA's figure) before checkpointing's recompute and generation.
 # * fp16 autocast (T4): unmeasured; planned at the fp32 figure, an upper bound: fp16 tensor
@@ -455,7 +457,7 @@ class Plan:
     def render(self, output_dir: str | None = None) -> str:
         """The plan as text for a terminal or a notebook cell."""
         memory, gb = self.memory, lambda b: f"{b / GB:6.2f}"
-        training = "LoRA r=%d" % self.lora_rank if self.lora else "full fine-tune"
+        training = f"LoRA r={self.lora_rank}" if self.lora else "full fine-tune"
         lines = [
             f"Plan for profile {self.profile!r}: {self.shape.name}, "
             f"{self.shape.parameters() / 1e6:.1f}M parameters, {training}",
@@ -748,9 +750,9 @@ def card_table(profiles: tuple[Profile, ...]) -> str:
     disk = make_plan(profiles[0]).disk
     notes = (
         "\n\nEstimates from `grpo.plan` (model shape x batch layout), not measurements. "
-        f"Memory: fp32 master weights always; 16-bit autocast keeps {AUTOCAST_BYTES_PER_VALUE:.2f} B "
-        "per activation value and 16-bit weight copies; the budget is "
-        f"{HEADROOM:.0%} of the card; `--use-vllm` adds vLLM's share, "
+        "Memory: fp32 master weights always; 16-bit autocast keeps "
+        f"{AUTOCAST_BYTES_PER_VALUE:.2f} B per activation value and 16-bit weight copies; "
+        f"the budget is {HEADROOM:.0%} of the card; `--use-vllm` adds vLLM's share, "
         f"{DEFAULT_VLLM_UTILIZATION} x the card. Time: {SECONDS_PER_STEP['fp32']:g} s per step "
         f"on a T4 ({SECONDS_PER_STEP_SOURCE['fp32']}); fp16 on a T4 unmeasured, planned at the "
         f"same figure; {SECONDS_PER_STEP['bf16']:g} s on any bf16 card (an assumption: run "

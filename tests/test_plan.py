@@ -83,7 +83,7 @@ def test_a_bigger_card_never_gets_a_slower_layout():
     plans = [make_plan(REAL, gpu_memory_gb=gb, bf16=True) for gb in (24, 40, 80)]
     checkpointing = [p.gradient_checkpointing for p in plans]
     assert checkpointing == sorted(checkpointing, reverse=True)
-    for small, big in zip(plans, plans[1:]):
+    for small, big in zip(plans, plans[1:], strict=False):
         if small.gradient_checkpointing == big.gradient_checkpointing:
             assert small.micro_batch <= big.micro_batch
     assert plans[-1].micro_batch == 64 and not plans[-1].gradient_checkpointing
@@ -260,7 +260,7 @@ def test_every_card_table_row_fits_its_card_and_its_command_plans_the_same_run()
     assert len(card_rows(plan.card_table((REAL, LEARNER)))) == len(plans)
     for card, planned, _ in plans:
         assert planned.fits and planned.memory.total <= card.memory_gb * GB * HEADROOM
-        flags = dict(zip(planned.flags[::2], planned.flags[1::2]))
+        flags = dict(zip(planned.flags[::2], planned.flags[1::2], strict=False))
         again = make_plan(
             PROFILES[planned.profile],
             {
@@ -367,9 +367,12 @@ def saved_bytes(layers: int, shape: plan.ModelShape, tokens: int, autocast=None)
         return tensor
 
     ids = torch.randint(0, shape.vocab, (2, tokens // 2))
-    with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            model.model(input_ids=ids)
+    enabled = autocast is not None
+    with (
+        torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=enabled),
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
+    ):
+        model.model(input_ids=ids)
     return values, total
 
 
