@@ -130,7 +130,7 @@ class StepWatch(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         values = [(logs or {}).get(key) for key in ("loss", "grad_norm")]
-        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        if any(v is not None and not math.isfinite(float(v)) for v in values):
             self.non_finite.append(state.global_step)
 
 

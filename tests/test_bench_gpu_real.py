@@ -50,9 +50,10 @@ def test_fp16_and_vllm_variants_need_a_gpu(monkeypatch):
 
 def test_step_watch_counts_non_finite_steps_and_skipped_optimiser_steps():
     watch = bench_gpu_real.StepWatch()
-    for step, loss, skipped in [(1, 0.5, False), (2, math.nan, True), (3, math.inf, False)]:
+    steps = [(1, 0.5, False), (2, math.nan, True), (3, "inf", False), (4, None, False)]
+    for step, loss, skipped in steps:
         state = SimpleNamespace(global_step=step)
         watch.on_step_begin(None, state, None)
         watch.on_step_end(None, state, None, optimizer=SimpleNamespace(step_was_skipped=skipped))
         watch.on_log(None, state, None, logs={"loss": loss, "grad_norm": 1.0})
-    assert watch.non_finite == [2, 3] and watch.skipped == [2] and len(watch.seconds) == 3
+    assert watch.non_finite == [2, 3] and watch.skipped == [2] and len(watch.seconds) == 4
