@@ -461,9 +461,10 @@ class Plan:
         lines = [
             f"Plan for profile {self.profile!r}: {self.shape.name}, "
             f"{self.shape.parameters() / 1e6:.1f}M parameters, {training}",
-            f"  {self.steps:,} steps ({self.steps_note}); {self.prompts_per_step} prompts x "
-            f"{self.num_generations} = {self.completions_per_step} completions per step "
-            f"= micro-batch {self.micro_batch} x {self.accumulation} accumulation (one process)",
+            f"  steps: {self.steps:,} ({self.steps_note})",
+            f"  per optimiser step: {self.prompts_per_step} prompts x {self.num_generations} "
+            f"completions = {self.completions_per_step} completions = micro-batch "
+            f"{self.micro_batch} x {self.accumulation} accumulation (one process)",
             f"  {'fp32 master weights + ' if self.bf16 or self.fp16 else ''}{self.precision}; "
             "gradient checkpointing "
             f"{'on' if self.gradient_checkpointing else 'off'}; {self.prompt_tokens} prompt "
