@@ -233,14 +233,14 @@ def estimate_memory(
     *,
     fp16: bool = False,
     lora_rank: int = DEFAULT_LORA_RANK,
-    vllm_bytes: float = 0.0,
+    vllm_bytes: float | None = None,
 ) -> MemoryEstimate:
     """Peak memory of one GRPO step (see the module doc for the assumptions).
 
     Master weights are always fp32 (4 bytes); `bf16` or `fp16` means autocast, which keeps
     16-bit copies of the layer weights and 2.47 B per activation value instead of 4, but
     leaves the weights, the gradients and the optimizer in fp32. `vllm_bytes` is vLLM's
-    share of the card; with it HF generation (and its KV cache) does not run.
+    share of the card (None: no vLLM); with vLLM, HF generation and its KV cache do not run.
     """
     autocast = bf16 or fp16
     n = shape.parameters()
@@ -282,7 +282,7 @@ def estimate_memory(
         * (prompt_tokens + completion_tokens)
     )
     sampling = 4 * generation_batch * shape.vocab * 4  # logits and 3 processed copies, fp32
-    generation = 0.0 if vllm_bytes else float(kv_cache + sampling)
+    generation = 0.0 if vllm_bytes is not None else float(kv_cache + sampling)
     reference = 0.0 if (beta == 0 or lora) else 4.0 * n
     notes = {
         "weights": f"{n / 1e6:.1f}M parameters x 4 B (fp32 master weights)",
@@ -314,11 +314,11 @@ def estimate_memory(
         "activations": act_note,
         "generation": (
             "none here: vLLM generates inside its share"
-            if vllm_bytes
+            if vllm_bytes is not None
             else f"KV cache of {generation_batch} sequences x "
             f"{prompt_tokens + completion_tokens} tokens + sampling logits (grads freed then)"
         ),
-        "vllm": "none (no --use-vllm)" if not vllm_bytes else "vLLM's share (colocate)",
+        "vllm": "none (no --use-vllm)" if vllm_bytes is None else "vLLM's share (colocate)",
         "overhead": "CUDA context, cuBLAS workspace, allocator slack (assumed)",
     }
     return MemoryEstimate(
@@ -331,7 +331,7 @@ def estimate_memory(
         logits=2.0 * tile,
         activations=float(activations),
         generation=generation,
-        vllm=float(vllm_bytes),
+        vllm=float(vllm_bytes or 0.0),
         overhead=CUDA_OVERHEAD_GB * GB,
         notes=notes,
     )
@@ -481,6 +481,11 @@ class Plan:
             f"  {'total':<14}{gb(memory.total)}  static + max(training phase "
             f"{memory.training / GB:.2f}, generation {memory.generation / GB:.2f})"
         )
+        if self.use_vllm and self.gpu_memory_gb is None:
+            lines.append(
+                f"  vLLM's share, {self.vllm_gpu_memory_utilization:g} x the card, is not "
+                "counted: give the card's memory (--gpu-memory-gb)"
+            )
         if self.gpu_memory_gb is not None:
             verdict = "fits" if self.fits else "does NOT fit"
             lines.append(
@@ -598,7 +603,7 @@ def make_plan(
     generations = grpo["num_generations"]
     completions = grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"]
     checkpointing = bool(grpo["gradient_checkpointing"])
-    vllm_bytes = 0.0
+    vllm_bytes = None
     if use_vllm:  # colocate: vLLM takes its share of the whole card (unknown without a size)
         vllm_bytes = vllm_gpu_memory_utilization * (gpu_memory_gb or 0) * GB
 

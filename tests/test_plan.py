@@ -224,6 +224,8 @@ def test_vllm_takes_its_share_of_the_card_and_replaces_hf_generation():
     assert "--use-vllm" in shared.flags
     with pytest.raises(ValueError, match="not in"):
         make_plan(REAL, use_vllm=True, vllm_gpu_memory_utilization=1.5)
+    no_card = make_plan(REAL, use_vllm=True)  # the share is unknown, HF generation still off
+    assert no_card.memory.generation == 0 and "is not counted" in no_card.render()
 
 
 def test_vllm_requirement_names_one_release_trl_accepts():
