@@ -157,7 +157,7 @@ VLLM_TIME_NOTE = (
 FP16_RISK = (
     "fp16 risk: Qwen2 has overflow reports under pure fp16 weights; autocast keeps fp32 master "
     "weights and the fp32 residual stream and a gradient scaler skips overflowing steps, so "
-    "the risk is lower but real: run python -m benchmarks.bench_gpu_real --fp16 first, it "
+    "the risk is lower but real: run python -m benchmarks.bench_gpu_real --variants fp16 first: it "
     "counts non-finite losses and skipped optimiser steps."
 )
 
@@ -374,15 +374,19 @@ def estimate_disk(
     during = saves if save_total_limit is None else min(saves, save_total_limit + 1)
     peak = max(during * checkpoint, kept * checkpoint + final)
     what = "adapter" if lora else "fp32 weights"
+
+    def gb(size: float) -> str:  # small LoRA and tiny-model files keep 3 decimals
+        return f"{size / GB:.2f}" if size >= 0.1 * GB else f"{size / GB:.3f}"
+
     note = (
-        f"one checkpoint {checkpoint / GB:.2f} GB = {what} {weights / GB:.2f} + AdamW "
-        f"{8 * trained / GB:.2f} + tokenizer and Trainer files "
-        f"{(tokenizer + CHECKPOINT_SMALL_FILES) / GB:.2f}; {saves} save(s) (every {every} "
+        f"one checkpoint {gb(checkpoint)} GB = {what} {gb(weights)} + AdamW "
+        f"{gb(8 * trained)} + tokenizer and Trainer files "
+        f"{gb(tokenizer + CHECKPOINT_SMALL_FILES)}; {saves} save(s) (every {every} "
         f"steps and the last); peak = max({during} checkpoints while the newest is written "
-        f"before the oldest is deleted, {kept} + final/ {final / GB:.2f}) = {peak / GB:.1f} GB"
+        f"before the oldest is deleted, {kept} + final/ {gb(final)}) = {gb(peak)} GB"
         if save_total_limit is not None
         else f"steps and the last), all kept (no save_total_limit); peak = {saves} + final/ "
-        f"{final / GB:.2f} = {peak / GB:.1f} GB"
+        f"{gb(final)} = {gb(peak)} GB"
     )
     return DiskEstimate(checkpoint, final, saves, peak, note)
 
