@@ -130,10 +130,10 @@ DEFAULT_VLLM_UTILIZATION = 0.3  # TRL's vllm_gpu_memory_utilization default
 #   (https://gist.github.com/qunash/820c86d1d267ec8051d9f68b4f4bb656) reports about 150
 #   steps in about 30 minutes, ~12 s per step, with 16 completions per prompt, vLLM
 #   generation, 8-bit AdamW and a patched TRL fork (read in a public copy of its text; the
-#   gist itself is not reachable from this project's machines). Read conservatively (if its step held
-#   more than one prompt's group, a T4 is faster than this) as 12 s per 16 completions,
-#   x 4 for our 64 = 48 s. Cross-check from the arithmetic: one
-#   forward + backward of 64 x 340 tokens is 6 x 494M x 21,760 = 6.4e13 FLOP, 8 s at the T4's
+#   gist itself is not reachable from this project's machines). Read conservatively (if
+#   its step held more than one prompt's group, a T4 is faster than this) as 12 s per 16
+#   completions, x 4 for our 64 = 48 s. Cross-check from the arithmetic: one forward +
+#   backward of 64 x 340 tokens is 6 x 494M x 21,760 = 6.4e13 FLOP, 8 s at the T4's
 #   8.1 TFLOPS fp32 peak (NVIDIA's figure) before checkpointing's recompute and generation.
 # * fp16 autocast (T4): unmeasured; planned at the fp32 figure, an upper bound: fp16 tensor
 #   cores (65 TFLOPS vs 8.1, NVIDIA's figures) can only shorten the matmul share of a step,
