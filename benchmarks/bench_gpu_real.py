@@ -1,11 +1,17 @@
-"""The GPU check: real-profile GRPO steps on Qwen2.5-0.5B-Instruct, timed and measured.
+"""The GPU check: the learner profile's first GRPO steps on Qwen2.5-0.5B-Instruct, measured.
 
-One command for the day a CUDA GPU is at hand. It trains `--steps` optimiser steps with the
-real profile (64 completions of up to 200 tokens per step, fp32 weights, bf16 autocast
-where the GPU has it) and prints, as markdown for benchmarks/RESULTS.md: seconds per step,
-generation tokens per second, peak GPU memory next to grpo.plan's estimate, and the
-projected time of an epoch and of the learner profile. The first step is a warm-up and is
-not counted.
+One command for the day a CUDA GPU is at hand. It trains `--steps` optimiser steps (after
+one warm-up step that is not counted) exactly as `train_grpo.py --profile learner` would:
+the same GRPOConfig (through `grpo.training.make_config`), 64 completions of up to 200
+tokens per step, fp32 master weights, bf16 autocast where the GPU has it. Then it saves one
+checkpoint and prints, as markdown for benchmarks/RESULTS.md: the card, seconds per step,
+generation tokens per second, peak GPU memory next to grpo.plan's estimate, the bytes of
+one checkpoint next to the plan's, the projected learner run and epoch, and the steps
+whose loss or gradient norm was not finite and the optimiser steps the gradient scaler
+skipped (what tells a T4 owner whether `--fp16` is safe).
+
+With `--variants auto` (the default) it also runs, where they apply, `--fp16` (a GPU
+without bf16, e.g. a T4) and `--use-vllm` (vLLM importable): one table per variant.
 
 The model is the real one if it is cached or downloadable; otherwise a Qwen2.5-0.5B-shaped
 model with random weights, built from the Qwen2.5 tokenizer and config files (`--tokenizer-
@@ -18,11 +24,14 @@ Run from the repository root:
     python -m benchmarks.bench_gpu_real                      # on a CUDA machine
     python -m benchmarks.bench_gpu_real --model random       # never download
     python -m benchmarks.bench_gpu_real --gpu-memory-gb 16   # the layout fitted to 16 GB
+    python -m benchmarks.bench_gpu_real --variants fp16      # only the fp16 run
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import math
 import platform
 import resource
 import statistics
@@ -40,6 +49,10 @@ from grpo.profiles import LEARNER, REAL
 from grpo.run_record import versions
 from offline_demo.qwen_standin import SHARED_QWEN_DIR, build_full_shape
 
+LAYOUT = ("num_generations", "per_device_train_batch_size",
+          "gradient_accumulation_steps", "max_completion_length")  # fmt: skip
+VARIANTS = ("auto", "base", "fp16", "vllm")
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -47,10 +60,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="auto", help="auto | real | random | a model folder")
     parser.add_argument("--tokenizer-dir", type=Path, default=SHARED_QWEN_DIR)
     parser.add_argument("--gpu-memory-gb", type=float, help="use grpo.plan's fitted layout")
-    for name in ("num_generations", "per_device_train_batch_size",
-                 "gradient_accumulation_steps", "max_completion_length"):  # fmt: skip
+    parser.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=["auto"],
+        help="auto: the base run, then --fp16 on a GPU without bf16 and --use-vllm where "
+             "vLLM is installed",
+    )  # fmt: skip
+    for name in LAYOUT:
         parser.add_argument("--" + name.replace("_", "-"), type=int, help="default: profile's")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"argument --steps: {args.steps} (at least 1)")
+    return args
+
+
+def variants(requested: list[str]) -> list[str]:
+    """The variants to run; `fp16` and `vllm` need a CUDA GPU (and vLLM), said in one line."""
+    cuda = torch.cuda.is_available()
+    if "auto" in requested:
+        chosen = ["base"]
+        chosen += ["fp16"] if cuda and not torch.cuda.is_bf16_supported() else []
+        chosen += ["vllm"] if cuda and importlib.util.find_spec("vllm") else []
+        return chosen
+    if not cuda and {"fp16", "vllm"} & set(requested):
+        raise SystemExit("--variants fp16 / vllm need a CUDA GPU: this machine has none")
+    if "vllm" in requested and importlib.util.find_spec("vllm") is None:
+        raise SystemExit(f"--variants vllm needs vLLM: pip install {plan.VLLM_REQUIREMENT}")
+    return list(dict.fromkeys(requested))
 
 
 def model_folder(args: argparse.Namespace, scratch: Path) -> tuple[Path, str]:
@@ -70,11 +105,15 @@ def model_folder(args: argparse.Namespace, scratch: Path) -> tuple[Path, str]:
     return folder, "random weights, Qwen2.5-0.5B-Instruct's shape"
 
 
-class StepTimer(TrainerCallback):
-    """Wall time of each optimiser step (the GPU synchronised at both ends)."""
+class StepWatch(TrainerCallback):
+    """Wall time of each optimiser step (the GPU synchronised at both ends), the logged
+    steps whose loss or gradient norm is not finite, and the optimiser steps the fp16
+    gradient scaler skipped (accelerate's `AcceleratedOptimizer.step_was_skipped`)."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
+        self.non_finite: list[int] = []
+        self.skipped: list[int] = []
 
     def _now(self) -> float:
         if torch.cuda.is_available():
@@ -84,34 +123,57 @@ class StepTimer(TrainerCallback):
     def on_step_begin(self, args, state, control, **kwargs):
         self.started = self._now()
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
         self.seconds.append(self._now() - self.started)
+        if getattr(optimizer, "step_was_skipped", False):
+            self.skipped.append(state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        values = [(logs or {}).get(key) for key in ("loss", "grad_norm")]
+        if any(v is not None and not math.isfinite(float(v)) for v in values):
+            self.non_finite.append(state.global_step)
 
 
-def time_generation(model, record: list[tuple[float, int]]) -> None:
-    """Wrap `model.generate` to record (seconds, new non-pad tokens) of every call."""
-    original = model.generate
+def time_generation(owner, count_tokens, record: list[tuple[float, int]]) -> None:
+    """Wrap `owner.generate` to record (seconds, new tokens) of every call."""
+    original = owner.generate
 
     def timed(*args, **kwargs):
         start = time.perf_counter()
         output = original(*args, **kwargs)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        prompt_length = kwargs["input_ids"].shape[1]
-        pad = model.generation_config.pad_token_id
-        new = output[:, prompt_length:]
-        record.append((time.perf_counter() - start, int((new != pad).sum())))
+        record.append((time.perf_counter() - start, count_tokens(output, kwargs)))
         return output
 
-    model.generate = timed
+    owner.generate = timed
 
 
-def overrides_from(args: argparse.Namespace) -> dict:
-    names = ("num_generations", "per_device_train_batch_size",
-             "gradient_accumulation_steps", "max_completion_length")  # fmt: skip
-    chosen = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+def hf_tokens(model):
+    """New non-pad tokens of a `model.generate` output."""
+    pad = model.generation_config.pad_token_id
+
+    def count(output, kwargs) -> int:
+        return int((output[:, kwargs["input_ids"].shape[1] :] != pad).sum())
+
+    return count
+
+
+def vllm_tokens(output, kwargs) -> int:
+    """Completion tokens of TRL's `VLLMGeneration.generate` (prompt ids, completion ids, ...)."""
+    return sum(len(ids) for ids in output[1])
+
+
+def layout_overrides(args: argparse.Namespace, fp16: bool, use_vllm: bool) -> dict:
+    """The layout flags given, or with --gpu-memory-gb the plan's fitted layout."""
+    chosen = {name: getattr(args, name) for name in LAYOUT if getattr(args, name) is not None}
     if args.gpu_memory_gb is not None:
-        fitted = plan.make_plan(REAL, chosen, args.gpu_memory_gb, bf16=training.gpu_supports_bf16())
+        bf16 = training.gpu_supports_bf16() and not fp16
+        fitted = plan.make_plan(
+            LEARNER, chosen, args.gpu_memory_gb, bf16=bf16, fp16=fp16, use_vllm=use_vllm
+        )
+        if fitted.lora:
+            raise SystemExit(f"a full fine-tune does not fit {args.gpu_memory_gb:g} GB (the plan)")
         chosen.update(
             per_device_train_batch_size=fitted.micro_batch,
             gradient_accumulation_steps=fitted.accumulation,
@@ -120,39 +182,62 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return chosen
 
 
-def report(description: str, config, timer: StepTimer, generations: list, overrides: dict) -> str:
-    """The measurements as markdown, with the epoch projected from the measured step time."""
-    timed = timer.seconds[1:] or timer.seconds  # the first step is a warm-up
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def report(
+    variant: str, description: str, config, watch: StepWatch, generations: list,
+    checkpoint_bytes: int, shape: plan.ModelShape,
+) -> str:  # fmt: skip
+    """The measurements as markdown, next to the plan's estimates for the same run."""
+    timed = watch.seconds[1:] or watch.seconds  # the first step is a warm-up
     per_step = statistics.median(timed)
     gen_seconds = sum(s for s, _ in generations[1:] or generations)
     gen_tokens = sum(n for _, n in generations[1:] or generations)
-    fitted = plan.make_plan(REAL, overrides, bf16=bool(config.bf16))
-    epoch_steps, learner_steps = fitted.steps, plan.make_plan(LEARNER, overrides).steps
+    card_gb = None
     if torch.cuda.is_available():
+        card = torch.cuda.get_device_name()
+        card_gb = torch.cuda.get_device_properties(0).total_memory / plan.GB
         peak = f"{torch.cuda.max_memory_allocated() / plan.GB:.2f} GB allocated"
         peak += f" ({torch.cuda.max_memory_reserved() / plan.GB:.2f} GB reserved)"
-        card = torch.cuda.get_device_name()
     else:  # ru_maxrss is in KiB on Linux
-        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / plan.GB:.2f} GB RSS"
         card = f"CPU ({platform.processor() or platform.machine()})"
+        peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / plan.GB:.2f} GB RSS"
+    ran = {name: getattr(config, name) for name in (*LAYOUT, "gradient_checkpointing")}
+    kwargs = dict(bf16=bool(config.bf16), fp16=bool(config.fp16), shape=shape)
+    kwargs.update(use_vllm=bool(config.use_vllm))
+    kwargs.update(vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization)
+    learner = plan.make_plan(LEARNER, ran, card_gb, **kwargs)  # the layout that ran, not refitted
+    epoch = plan.make_plan(REAL, ran, card_gb, **kwargs)
     completions = config.per_device_train_batch_size * config.gradient_accumulation_steps
+    precision = "bf16 autocast" if config.bf16 else ("fp16 autocast" if config.fp16 else "fp32")
+    ratio = checkpoint_bytes / learner.checkpoint_bytes
     rows = [
-        ("device", f"{card} ({config.device})"),
+        ("variant", variant + (", vLLM colocate" if config.use_vllm else "")),
+        ("device", f"{card} ({config.device})" + (f", {card_gb:.1f} GB" if card_gb else "")),
         ("model", description),
         ("layout", f"{completions} completions/step = {config.per_device_train_batch_size} x "
                    f"{config.gradient_accumulation_steps}, max {config.max_completion_length} "
                    f"tokens, checkpointing {'on' if config.gradient_checkpointing else 'off'}, "
-                   f"{'bf16 autocast' if config.bf16 else 'fp32'}"),
+                   f"{precision}"),
         ("seconds per step (median)", f"{per_step:.2f} s over {len(timed)} step(s): "
                                       + ", ".join(f"{s:.2f}" for s in timed)),
         ("generation", f"{gen_tokens / gen_seconds:,.0f} tokens/s "
                        f"({gen_tokens:,} tokens in {gen_seconds:.1f} s)"),
         ("peak memory (measured)", peak),
-        ("peak memory (estimate, Qwen2.5-0.5B shape)", f"{fitted.memory.total / plan.GB:.2f} GB"),
-        ("projected epoch (real)", f"{epoch_steps:,} steps x {per_step:.2f} s = "
-                                   f"{epoch_steps * per_step / 3600:.1f} h"),
-        ("projected learner run", f"{learner_steps} steps x {per_step:.2f} s = "
-                                  f"{learner_steps * per_step / 60:.0f} min + evaluation"),
+        ("peak memory (plan's estimate)", f"{learner.memory.total / plan.GB:.2f} GB"),
+        ("disk per checkpoint (measured)", f"{checkpoint_bytes / plan.GB:.3f} GB "
+                                           f"({ratio:.3f} x the plan's "
+                                           f"{learner.checkpoint_bytes / plan.GB:.3f} GB)"),
+        ("non-finite loss or grad norm", f"{len(watch.non_finite)} of {len(watch.seconds)} "
+                                         f"steps {watch.non_finite or ''}".rstrip()),
+        ("skipped optimiser steps", f"{len(watch.skipped)} of {len(watch.seconds)} "
+                                    f"{watch.skipped or ''}".rstrip()),
+        ("projected learner run", f"{learner.steps} steps x {per_step:.2f} s = "
+                                  f"{learner.steps * per_step / 60:.0f} min + evaluation"),
+        ("projected epoch (real)", f"{epoch.steps:,} steps x {per_step:.2f} s = "
+                                   f"{epoch.steps * per_step / 3600:.1f} h"),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions().items())),
     ]  # fmt: skip
     return "\n".join(
@@ -160,26 +245,48 @@ def report(description: str, config, timer: StepTimer, generations: list, overri
     )
 
 
+def run_variant(args, variant: str, folder: Path, description: str, scratch: Path) -> str:
+    """Train warm-up + `--steps` steps of the learner profile, save one checkpoint, report."""
+    fp16, use_vllm = variant == "fp16", variant == "vllm"
+    overrides = layout_overrides(args, fp16, use_vllm)
+    extra = {"fp16": True, "bf16": False} if fp16 else {}
+    if use_vllm:
+        extra.update(use_vllm=True, vllm_mode="colocate")
+    out = scratch / f"out-{variant}"
+    steps = args.steps + 1
+    config = training.make_config(
+        LEARNER, out, max_steps=steps, save_strategy="steps", save_steps=steps,
+        report_to=[], disable_tqdm=True, **overrides, **extra,
+    )  # fmt: skip
+    model, tokenizer, _ = load_policy(folder, device=config.device, for_training=True)
+    prompts = steps * config.generation_batch_size // config.num_generations
+    train_set = data.load_gsm8k("train", limit=prompts)
+    trainer = training.make_trainer(model, tokenizer, train_set, config)
+    watch, generations = StepWatch(), []
+    trainer.add_callback(watch)
+    if use_vllm:
+        time_generation(trainer.vllm_generation, vllm_tokens, generations)
+    else:
+        time_generation(trainer.model, hf_tokens(trainer.model), generations)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    trainer.train()
+    checkpoint = folder_bytes(out / f"checkpoint-{steps}")
+    shape = plan.ModelShape.from_config(folder)
+    text = report(variant, description, config, watch, generations, checkpoint, shape)
+    del trainer, model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return text
+
+
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
+    chosen = variants(args.variants)
     with tempfile.TemporaryDirectory() as scratch:
         folder, description = model_folder(args, Path(scratch))
-        overrides = overrides_from(args)
-        config = training.make_config(
-            REAL, Path(scratch) / "out", max_steps=args.steps + 1, save_strategy="no",
-            report_to=[], disable_tqdm=True, **overrides,
-        )  # fmt: skip
-        model, tokenizer, _ = load_policy(folder, device=config.device, for_training=True)
-        prompts = (args.steps + 1) * config.generation_batch_size // config.num_generations
-        train_set = data.load_gsm8k("train", limit=prompts)
-        trainer = training.make_trainer(model, tokenizer, train_set, config)
-        timer, generations = StepTimer(), []
-        trainer.add_callback(timer)
-        time_generation(trainer.model, generations)
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        trainer.train()
-        text = report(description, config, timer, generations, overrides)
+        tables = [run_variant(args, v, folder, description, Path(scratch)) for v in chosen]
+    text = "\n\n".join(tables)
     print(text)
     return text
 

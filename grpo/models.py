@@ -216,5 +216,6 @@ def load_evaluation_model(folder: Path, device: str | torch.device | None = None
         model = PeftModel.from_pretrained(model, folder).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    print(f"[models] Loaded {describe(folder)} for evaluation on {target} in {str(dtype).removeprefix('torch.')}.")
+    precision = str(dtype).removeprefix("torch.")
+    print(f"[models] Loaded {describe(folder)} for evaluation on {target} in {precision}.")
     return model.to(target).eval(), load_tokenizer(folder)

@@ -272,7 +272,7 @@ class RunConfig:
         """The run for a terminal or a notebook cell: the decisions, the settings, the plan."""
         lines = [*self.notes, "Settings (run.json records these):"]
         lines.append(json.dumps(self.settings(), indent=1, sort_keys=True))
-        return "\n".join([*lines, self.plan.render()])
+        return "\n".join([*lines, self.plan.render(str(Path(self.grpo["output_dir"]).parent))])
 
 
 def choose_model_and_profile(
@@ -387,14 +387,22 @@ def resolve(
     if problem:
         raise ConfigError(problem)
     shape = model_shape(model) if profile.dataset == "gsm8k" else None
-    plan = make_plan(
-        profile,
-        overrides,
-        hardware.gpu_memory_gb,
-        bf16=grpo["bf16"],
-        lora=lora is not None,
-        train_rows=train_size,
-    )
+    try:
+        plan = make_plan(
+            profile,
+            overrides,
+            hardware.gpu_memory_gb,
+            bf16=grpo["bf16"],
+            fp16=grpo["fp16"],
+            lora=lora is not None,
+            lora_rank=(lora or LORA_DEFAULTS)["r"],
+            use_vllm=bool(grpo.get("use_vllm")),
+            vllm_gpu_memory_utilization=grpo.get("vllm_gpu_memory_utilization", 0.3),
+            train_rows=train_size,
+            shape=shape,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     user_set_batch = {"per_device_train_batch_size", "gradient_accumulation_steps"} & set(overrides)
     if hardware.gpu_memory_gb is not None and not user_set_batch:
         if plan.lora and lora is None:

@@ -198,7 +198,16 @@ def real_run(output: Path, flags: list[str], env: dict) -> dict:
     return json.loads((output / "run.json").read_text())
 
 
-SMALL = ["--max-steps", "1", "--train-size", "4", "--eval-size", "2", "--max-completion-length", "4"]
+SMALL = [
+    "--max-steps",
+    "1",
+    "--train-size",
+    "4",
+    "--eval-size",
+    "2",
+    "--max-completion-length",
+    "4",
+]
 SMALL_REAL = [
     *SMALL, "--num-generations", "2", "--per-device-train-batch-size", "2",
     "--gradient-accumulation-steps", "1",

@@ -21,7 +21,7 @@ import train_grpo
 from data import build_prompt
 from grpo import training
 from grpo.models import load_policy, load_tokenizer
-from grpo.profiles import LEARNER, REAL, REAL_GRPO, TINY, TINY_GRPO
+from grpo.profiles import LEARNER, REAL, TINY
 from grpo.run_record import data_source, trainer_precision
 from offline_demo.tiny_model import tiny_random_dir
 from offline_demo.toy_task import toy_dataset
