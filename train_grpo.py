@@ -98,10 +98,13 @@ def check_device(config: RunConfig) -> None:
 def model_folder(config: RunConfig) -> Path:
     """The model's local folder, found or downloaded before any output file exists; a
     real-size model found only now (a hub id) is checked against the CPU rule here."""
-    from grpo.models import resolve_model
+    from grpo.models import ModelUnavailable, resolve_model
     from grpo.run_config import cpu_problem, model_shape
 
-    path = resolve_model(config.model, require_real=config.real_data)
+    try:
+        path = resolve_model(config.model, require_real=config.real_data)
+    except ModelUnavailable as error:
+        raise UserError(str(error)) from None
     if config.device == "cpu":
         problem = cpu_problem(model_shape(str(path)), config.plan.steps, config.allow_cpu)
         if problem:
@@ -286,9 +289,8 @@ def is_main_process() -> bool:
 def run(args: argparse.Namespace, config: RunConfig) -> dict:
     """Check, claim the output folder (main process only), train, mark the run complete."""
     check_environment(config)
-    check_device(config)
-    for line in config.notes:
-        print(line)
+    if args.resume and checkpoints.newest_complete(Path(config.grpo["output_dir"])) is None:
+        raise UserError(f"--resume: no complete checkpoint in {config.grpo['output_dir']}")
     claim = dict(
         outputs=OUTPUTS,
         settings=config.training_settings(),
@@ -296,9 +298,14 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
         overwrite=args.overwrite,
         keep=(CHECKPOINTS,),
     )
-    if not is_main_process():
+    main_process = is_main_process()
+    if main_process:  # refuse a folder we will not get before torch loads
+        RunDir.preflight(args.output_dir, **claim)
+    check_device(config)
+    for line in config.notes:
+        print(line)
+    if not main_process:
         return train(args, config, None)
-    RunDir.preflight(args.output_dir, **claim)  # refuse a folder we will not get, early
     with RunDir(args.output_dir, **claim) as run_dir:
         run_dir.update(config=config.settings())
         metrics = train(args, config, run_dir)

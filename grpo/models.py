@@ -32,8 +32,8 @@ from offline_demo.warm_start import warm_start_dir, warm_start_path
 
 REAL_MODEL_ID = "Qwen/Qwen2.5-0.5B-Instruct"
 OFFLINE_WAYS_OUT = (
-    f"To run without it, set {MODEL_ENV_VAR}=tiny (the embedded demo model) or pass a local "
-    "folder that holds the downloaded model."
+    f"To run without it, use the embedded demo model (--model tiny, or {MODEL_ENV_VAR}=tiny) "
+    "or pass a local folder that holds the downloaded model."
 )
 
 

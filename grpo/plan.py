@@ -420,10 +420,11 @@ class Plan:
     lora_rank: int = DEFAULT_LORA_RANK
     use_vllm: bool = False
     vllm_gpu_memory_utilization: float = DEFAULT_VLLM_UTILIZATION
+    processes: int = 1
 
     @property
     def completions_per_step(self) -> int:
-        return self.micro_batch * self.accumulation
+        return self.micro_batch * self.accumulation * self.processes
 
     @property
     def prompts_per_step(self) -> int:
@@ -469,7 +470,7 @@ class Plan:
             f"  steps: {self.steps:,} ({self.steps_note})",
             f"  per optimiser step: {self.prompts_per_step} prompts x {self.num_generations} "
             f"completions = {self.completions_per_step} completions = micro-batch "
-            f"{self.micro_batch} x {self.accumulation} accumulation (one process)",
+            f"{self.micro_batch} x {self.accumulation} accumulation x {self.processes} process(es)",
             f"  {'fp32 master weights + ' if self.bf16 or self.fp16 else ''}{self.precision}; "
             "gradient checkpointing "
             f"{'on' if self.gradient_checkpointing else 'off'}; {self.prompt_tokens} prompt "
@@ -512,24 +513,31 @@ class Plan:
         return "\n".join(lines)
 
 
-def batch_problem(grpo: Mapping[str, Any], rows: int) -> str | None:
-    """Why this batch cannot make a GRPO step, in one line, or None."""
+def batch_problem(grpo: Mapping[str, Any], rows: int | None, processes: int = 1) -> str | None:
+    """Why this batch cannot make a GRPO step, in one line naming the flags, or None.
+
+    TRL needs whole groups of `num_generations` completions per step across all processes
+    (micro-batch x accumulation x processes), and drops a step that lacks prompts.
+    """
     micro, accumulation = grpo["per_device_train_batch_size"], grpo["gradient_accumulation_steps"]
     generations = grpo["num_generations"]
     if min(micro, accumulation) < 1:
         return f"micro-batch {micro} x accumulation {accumulation}: both must be at least 1"
     if generations < 2:
         return f"num_generations {generations}: GRPO compares at least 2 completions per prompt"
-    completions = micro * accumulation
+    completions = micro * accumulation * processes
     if completions % generations:
         return (
-            f"micro-batch {micro} x accumulation {accumulation} = {completions} completions per "
-            f"step is not a multiple of num_generations {generations} (whole groups only)"
+            f"--per-device-train-batch-size {micro} x --gradient-accumulation-steps "
+            f"{accumulation} x {processes} process(es) = {completions} completions per step, "
+            f"not a multiple of --num-generations {generations} (whole groups only)"
         )
-    if rows < completions // generations:
+    prompts = completions // generations
+    if rows is not None and rows < prompts:
         return (
-            f"one step needs {completions // generations} prompts ({completions} completions / "
-            f"{generations}) but the training set has {rows}"
+            f"one step needs {prompts} training prompts ({completions} completions / "
+            f"{generations} per prompt) but the training set has {rows}: "
+            "raise --train-size or lower --per-device-train-batch-size"
         )
     return None
 
@@ -582,6 +590,7 @@ def make_plan(
     vllm_gpu_memory_utilization: float = DEFAULT_VLLM_UTILIZATION,
     train_rows: int | None = None,
     shape: ModelShape | None = None,
+    processes: int = 1,
 ) -> Plan:
     """The plan for `profile` with command-line `overrides` (GRPOConfig fields).
 
@@ -601,7 +610,7 @@ def make_plan(
     grpo = profile.with_grpo(**overrides)
     shape = shape or SHAPES.get(profile.name, QWEN2_5_0_5B)
     rows = train_rows or profile.train_size or GSM8K_TRAIN_ROWS
-    problem = batch_problem(grpo, rows)
+    problem = batch_problem(grpo, rows, processes)
     if problem:
         raise ValueError(problem)
     prompt_tokens = TOY_PROMPT_TOKENS if profile.dataset == "toy" else PROMPT_TOKENS
@@ -632,7 +641,7 @@ def make_plan(
                 profile, overrides, gpu_memory_gb, bf16=bf16, fp16=fp16, lora=True,
                 lora_rank=lora_rank, use_vllm=use_vllm,
                 vllm_gpu_memory_utilization=vllm_gpu_memory_utilization, train_rows=rows,
-                shape=shape,
+                shape=shape, processes=processes,
             )  # fmt: skip
             advice = (
                 f"A full fine-tune does not fit {gpu_memory_gb:g} GB even with a micro-batch of 1:"
@@ -646,7 +655,7 @@ def make_plan(
             micro, checkpointing = fitted
     memory = estimate(micro, checkpointing)
     accumulation = completions // micro
-    steps, steps_note = _steps(grpo, rows, completions // generations)
+    steps, steps_note = _steps(grpo, rows, completions * processes // generations)
     disk = estimate_disk(
         shape,
         steps,
@@ -695,6 +704,7 @@ def make_plan(
         lora_rank=lora_rank,
         use_vllm=use_vllm,
         vllm_gpu_memory_utilization=vllm_gpu_memory_utilization,
+        processes=processes,
     )
 
 

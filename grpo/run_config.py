@@ -348,27 +348,6 @@ def _lora(args: argparse.Namespace) -> dict[str, Any] | None:
     }
 
 
-def batch_problem(grpo: Mapping[str, Any], train_rows: int | None, processes: int) -> str | None:
-    """Why the GRPO batch cannot work, or None. TRL needs whole groups of `num_generations`
-    completions per step, and drops a step that lacks prompts (a run of 0 steps)."""
-    micro, accumulation = grpo["per_device_train_batch_size"], grpo["gradient_accumulation_steps"]
-    completions, generations = micro * accumulation * processes, grpo["num_generations"]
-    if completions % generations:
-        return (
-            f"--per-device-train-batch-size {micro} x --gradient-accumulation-steps "
-            f"{accumulation} x {processes} process(es) = {completions} completions per step, "
-            f"not a multiple of --num-generations {generations}"
-        )
-    prompts = completions // generations
-    if train_rows is not None and train_rows < prompts:
-        return (
-            f"one step needs {prompts} training prompts ({completions} completions / "
-            f"{generations} per prompt) but the training set has {train_rows}: "
-            "raise --train-size or lower --per-device-train-batch-size"
-        )
-    return None
-
-
 def resolve(
     args: argparse.Namespace, output_dir: Path, hardware: Hardware | None = None
 ) -> RunConfig:
@@ -383,9 +362,6 @@ def resolve(
     grpo.update(overrides)
     processes = launch_processes()
     train_size = args.train_size or profile.train_size
-    problem = batch_problem(grpo, train_size, processes)
-    if problem:
-        raise ConfigError(problem)
     shape = model_shape(model) if profile.dataset == "gsm8k" else None
     try:
         plan = make_plan(
@@ -400,6 +376,7 @@ def resolve(
             vllm_gpu_memory_utilization=grpo.get("vllm_gpu_memory_utilization", 0.3),
             train_rows=train_size,
             shape=shape,
+            processes=processes,
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None

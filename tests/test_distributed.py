@@ -23,7 +23,6 @@ from transformers import AutoModelForCausalLM
 
 import evaluate_model
 import train_grpo
-from grpo.profiles import REAL_GRPO
 from offline_demo.warm_start import warm_start_path
 
 pytestmark = pytest.mark.usefixtures("warm_start_model")
@@ -175,16 +174,19 @@ def command_id(words: list[str]) -> str:
 
 
 @pytest.mark.parametrize("words", doc_commands(), ids=command_id)
-def test_scaling_doc_command(words):
+def test_scaling_doc_command(words, monkeypatch):
+    """Each documented command resolves, on the 80 GB GPU the document writes for and with
+    its launcher's process count, to a run whose batch forms whole groups."""
+    import grpo.run_config
+
     script = next(w for w in words if w.endswith(".py"))
     arguments = words[words.index(script) + 1 :]
     if script == "evaluate_model.py":
         evaluate_model.parse_args(arguments)
         return
-    args = train_grpo.parse_args(arguments)
-    defaults = REAL_GRPO
-    per_device = args.per_device_train_batch_size or defaults["per_device_train_batch_size"]
-    accumulation = args.gradient_accumulation_steps or defaults["gradient_accumulation_steps"]
-    generations = args.num_generations or defaults["num_generations"]
-    completions = per_device * launcher_processes(words) * accumulation
-    assert completions % generations == 0
+    monkeypatch.setattr(grpo.run_config, "visible_gpu", lambda: (80.0, True))
+    monkeypatch.setenv("WORLD_SIZE", str(launcher_processes(words)))
+    _, run = train_grpo.parse_args(arguments)
+    grpo = run.grpo
+    completions = grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"]
+    assert completions * launcher_processes(words) % grpo["num_generations"] == 0

@@ -388,37 +388,41 @@ def fake_warm_start(monkeypatch, tmp_path) -> Path:
     return folder
 
 
-@no_cuda_only
-def test_auto_falls_back_to_tiny_offline_with_a_notice(offline, fake_warm_start, capsys):
-    start = time.perf_counter()
-    path = models.resolve_model("auto")
-    elapsed = time.perf_counter() - start
-    assert path == fake_warm_start
-    assert elapsed < 5
-    out = capsys.readouterr().out
-    assert "using the embedded tiny model" in out
-    assert models.REAL_MODEL_ID in out
+@pytest.fixture
+def no_gpu(monkeypatch):
+    import grpo.run_config
+
+    monkeypatch.setattr(grpo.run_config, "visible_gpu", lambda: None)
 
 
-@no_cuda_only
-@pytest.mark.parametrize("blank", [None, "", " "])
-def test_unset_or_blank_model_means_auto(offline, fake_warm_start, monkeypatch, capsys, blank):
+@pytest.mark.parametrize("blank", [None, "", " ", "auto"])
+def test_auto_without_a_gpu_is_the_demo_model_even_online(
+    fake_warm_start, no_gpu, monkeypatch, blank
+):
+    """The same rule as the command line: no CUDA GPU, no 1 GB download of a model this
+    machine cannot train; the real model only when asked for."""
+    monkeypatch.setattr(models, "download", lambda model_id: pytest.fail("downloaded"))
     if blank is not None:
         monkeypatch.setenv(models.MODEL_ENV_VAR, blank)
     assert models.resolve_model() == fake_warm_start
-    assert "embedded tiny model" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("ask", [dict(name="auto", require_real=True), dict(name="real")])
-def test_asking_for_the_real_model_offline_never_falls_back(offline, fake_warm_start, ask):
+def test_asking_for_the_real_model_offline_never_falls_back(offline, fake_warm_start):
     start = time.perf_counter()
-    with pytest.raises(models.ModelUnavailable, match="GRPO_MODEL=tiny"):
-        models.resolve_model(**ask)
+    with pytest.raises(models.ModelUnavailable, match="--model tiny"):
+        models.resolve_model("real")
     assert time.perf_counter() - start < 5
 
 
+def test_the_demo_models_are_refused_where_gsm8k_is_trained(fake_warm_start):
+    with pytest.raises(models.ModelUnavailable, match="toy task"):
+        models.resolve_model("tiny", require_real=True)
+
+
 def test_auto_on_a_cuda_machine_never_falls_back(offline, fake_warm_start, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    import grpo.run_config
+
+    monkeypatch.setattr(grpo.run_config, "visible_gpu", lambda: (24.0, True))
     with pytest.raises(models.ModelUnavailable, match="local folder"):
         models.resolve_model("auto")
 

@@ -165,12 +165,12 @@ def test_steps_per_epoch_and_for_the_learner():
 @pytest.mark.parametrize(
     "overrides, rows, words",
     [
-        ({"num_generations": 128}, None, "not a multiple of num_generations 128"),
-        ({"per_device_train_batch_size": 3}, None, "12 completions per step is not a multiple"),
-        ({"per_device_train_batch_size": 5}, None, "20 completions per step is not a multiple"),
+        ({"num_generations": 128}, None, "not a multiple of --num-generations 128"),
+        ({"per_device_train_batch_size": 3}, None, "= 12 completions per step, not a multiple"),
+        ({"per_device_train_batch_size": 5}, None, "= 20 completions per step, not a multiple"),
         ({"num_generations": 1}, None, "at least 2 completions"),
         ({"gradient_accumulation_steps": 0}, None, "must be at least 1"),
-        ({}, 3, "one step needs 4 prompts"),
+        ({}, 3, "one step needs 4 training prompts"),
     ],
 )
 @pytest.mark.parametrize("gpu_gb", [None, 24])
