@@ -26,6 +26,7 @@ from pathlib import Path
 import data
 from grpo import checkpoints, netcheck
 from grpo.cli import Parser, UserError, run_main
+from grpo.plan import VLLM_REQUIREMENT
 from grpo.profiles import PROFILES
 from grpo.run_config import CHECKPOINTS, ConfigError, RunConfig, add_arguments, resolve
 from grpo.run_dir import RunDir
@@ -34,7 +35,6 @@ OUTPUTS = (
     "metrics.json", "summary.png", "completions_before.jsonl", "completions_after.jsonl",
     "final", CHECKPOINTS,
 )  # fmt: skip
-VLLM_INSTALL = "pip install -e '.[vllm]'"
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunConfig]:
@@ -69,7 +69,10 @@ def check_environment(config: RunConfig) -> None:
     except data.DataUnavailable as error:
         raise UserError(str(error)) from None
     if config.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is None:
-        raise UserError(f"--use-vllm needs vLLM (Linux + CUDA GPU): {VLLM_INSTALL}")
+        raise UserError(
+            f"--use-vllm needs vLLM (Linux + CUDA GPU): pip install '{VLLM_REQUIREMENT}', the "
+            "release that fits the pinned torch, transformers and TRL"
+        )
     wandb_mode = os.environ.get("WANDB_MODE", "").strip().lower()
     if "wandb" in config.grpo["report_to"] and wandb_mode not in netcheck.WANDB_LOCAL_MODES:
         if not netcheck.wandb_key_available():
@@ -134,7 +137,10 @@ def evaluate_folder(folder: Path, config: RunConfig, eval_set, output_dir: Path,
     model, tokenizer = load_evaluation_model(folder, device=config.device)
     print(f"Evaluating {tag} training on {len(eval_set)} questions ...")
     settings = config.profile.evaluation
-    result = evaluate(model, tokenizer, eval_set, settings.max_new_tokens, settings.batch_size)
+    result = evaluate(
+        model, tokenizer, eval_set, settings.max_new_tokens, settings.batch_size,
+        also_scored_at=settings.also_scored_at,
+    )  # fmt: skip
     result.metrics["eval_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
     artifacts.write_jsonl(output_dir / f"completions_{tag}.jsonl", result.rows)
     scores = {k: v for k, v in result.metrics.items() if isinstance(v, float)}
@@ -226,9 +232,11 @@ def run_metrics(config, model_path, train_set, eval_set, trainer, before, after)
     }
     if before and after:
         metrics["eval_dtype"] = after.metrics["eval_dtype"]
-        for name in ("accuracy", "strict_format", "soft_format", "mean_tokens"):
+        scores = [k for k, v in after.metrics.items() if isinstance(v, float)]
+        for name in scores:
             metrics[f"{name}_before"] = before.metrics[name]
             metrics[f"{name}_after"] = after.metrics[name]
+        metrics["eval_max_new_tokens"] = config.profile.evaluation.max_new_tokens
         metrics["num_eval_examples"] = after.metrics["num_examples"]
     return metrics
 

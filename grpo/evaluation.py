@@ -37,6 +37,7 @@ class Generation:
 
     text: str
     num_tokens: int
+    token_ids: list[int] = field(default_factory=list, repr=False)  # up to the stop token
 
 
 @dataclass
@@ -95,7 +96,7 @@ def generate(
         for index, row in zip(indices, new_tokens.tolist(), strict=True):
             length = _length_until_stop(row, stop_set)
             text = tokenizer.decode(row[:length], skip_special_tokens=True)
-            results[index] = Generation(text=text, num_tokens=length)
+            results[index] = Generation(text=text, num_tokens=length, token_ids=row[:length])
     return results
 
 
@@ -120,6 +121,17 @@ def score(completions: list[str], answers: list[str | None]) -> dict[str, list[b
     }
 
 
+def rates(completions: list[str], answers: list[str | None]) -> dict[str, float]:
+    """Accuracy and strict/soft format rates of `completions`."""
+    verdicts = score(completions, answers)
+    count = max(len(completions), 1)
+    return {
+        "accuracy": sum(verdicts["correct"]) / count,
+        "strict_format": sum(verdicts["strict_format"]) / count,
+        "soft_format": sum(verdicts["soft_format"]) / count,
+    }
+
+
 def evaluate(
     model,
     tokenizer,
@@ -127,10 +139,14 @@ def evaluate(
     max_new_tokens: int = 200,
     batch_size: int = 32,
     progress: bool = True,
+    also_scored_at: tuple[int, ...] = (),
 ) -> EvalResult:
     """Accuracy, strict/soft format rate and mean completion length on `dataset`.
 
     `dataset` needs the columns `prompt` (chat messages), `question` and `answer` (gold).
+    `also_scored_at`: shorter token budgets scored from the same greedy completions cut
+    short (greedy decoding's first N tokens do not depend on the budget), so a gain that
+    only comes from fitting the answer into fewer tokens shows up as such.
     """
     generations = generate(
         model, tokenizer, list(dataset["prompt"]), max_new_tokens, batch_size, progress
@@ -139,12 +155,16 @@ def evaluate(
     verdicts = score(completions, list(dataset["answer"]))
     count = max(len(completions), 1)
     metrics = {
-        "accuracy": sum(verdicts["correct"]) / count,
-        "strict_format": sum(verdicts["strict_format"]) / count,
-        "soft_format": sum(verdicts["soft_format"]) / count,
+        **rates(completions, list(dataset["answer"])),
         "mean_tokens": sum(g.num_tokens for g in generations) / count,
         "num_examples": len(completions),
     }
+    for budget in also_scored_at:
+        cut = [
+            tokenizer.decode(g.token_ids[:budget], skip_special_tokens=True) for g in generations
+        ]
+        for name, value in rates(cut, list(dataset["answer"])).items():
+            metrics[f"{name}_at_{budget}_tokens"] = value
     rows = [
         {
             "question": question,

@@ -250,3 +250,26 @@ def test_dry_run_equals_the_recorded_run(case, tmp_path, qwen_standin_dir, gsm8k
     if "--skip-eval" not in flags:
         assert metrics["eval_dtype"] == "float32"  # before and after, one precision (CPU)
         assert metrics["num_eval_examples"] == 2
+        assert metrics["param_dtype"] == "float32" and metrics["mixed_precision"] == "no"
+        assert metrics["eval_generation"]["do_sample"] is False
+        assert metrics["eval_generation"]["repetition_penalty"] == 1.0  # not the file's 1.1
+        assert metrics["device"] == "cpu" and all(metrics["versions"].values())
+
+
+def test_use_vllm_is_colocated_with_its_share_planned(tmp_path, gpu_24gb, monkeypatch):
+    """The GRPOConfig wiring TRL needs for vLLM inside the training process, and the plan
+    counting vLLM's share of the card; a fake `vllm` module stands in for the real one."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+    monkeypatch.setattr(train_grpo.importlib.util, "find_spec", lambda name, *a: object())
+    run = resolve(tmp_path, "--use-vllm", "--vllm-gpu-memory-utilization", "0.5", "--lora")
+
+    assert (run.grpo["use_vllm"], run.grpo["vllm_mode"]) == (True, "colocate")
+    assert run.grpo["vllm_gpu_memory_utilization"] == 0.5
+    assert run.plan.memory.total >= 0.5 * 24e9  # vLLM's half of the card is in the plan
+    train_grpo.check_environment(run)  # vLLM importable: no complaint
+
+
+def test_vllm_settings_without_vllm_are_refused(tmp_path, no_gpu, capsys):
+    assert "--use-vllm" in refusal(capsys, tmp_path, "--vllm-gpu-memory-utilization", "0.5")

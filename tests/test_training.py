@@ -184,7 +184,7 @@ def test_use_vllm_without_vllm_explains_how_to_install(tmp_path, monkeypatch):
     run = resolved(tmp_path, "--use-vllm")
     assert (run.grpo["use_vllm"], run.grpo["vllm_mode"]) == (True, "colocate")
 
-    with pytest.raises(train_grpo.UserError, match=r"pip install -e '\.\[vllm\]'"):
+    with pytest.raises(train_grpo.UserError, match=r"pip install 'vllm==0\.30\.0'"):
         train_grpo.check_environment(run)
 
 
