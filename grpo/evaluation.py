@@ -37,7 +37,7 @@ class Generation:
 
     text: str
     num_tokens: int
-    token_ids: list[int] = field(default_factory=list, repr=False)  # up to the stop token
+    token_ids: list[int] = field(default_factory=list, repr=False, compare=False)  # to the stop
 
 
 @dataclass
