@@ -86,7 +86,7 @@ def check_full_gsm8k_available() -> None:
     """DataUnavailable unless a source of the full GSM8K may work: a valid GSM8K_DIR, or the
     hub or ModelScope answering (or offline mode, which may find the hub's cached copy).
     For runs that need the full data set: milliseconds, before anything heavy loads."""
-    if _chosen_source(None, None) == "embedded":
+    if chosen_source() == "embedded":
         raise DataUnavailable(_excerpt_refused(f"{SOURCE_ENV_VAR}=embedded"))
     if check_local_dir() is not None:
         return
@@ -319,8 +319,10 @@ def _load_first_available(
     raise DataUnavailable(f"Could not load GSM8K {split} from any source: {'; '.join(failures)}")
 
 
-def _chosen_source(source: str | None, path: str | Path | None) -> str | None:
-    """The argument wins, then a given path (meaning local), then GRPO_DATA_SOURCE."""
+def chosen_source(source: str | None = None, path: str | Path | None = None) -> str | None:
+    """The source asked for, or None for "the first that works": the argument wins, then a
+    given path (meaning local), then GRPO_DATA_SOURCE. DataUnavailable for an unknown one,
+    so a command line can check the setting before anything loads."""
     chosen = source or ("local" if path is not None else None)
     chosen = (chosen or os.environ.get(SOURCE_ENV_VAR, "").strip().lower()) or None
     if chosen is not None and chosen not in DATA_SOURCES:
@@ -348,7 +350,7 @@ def load_gsm8k(
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of rows or None, got {limit}")
-    chosen = _chosen_source(source, path)
+    chosen = chosen_source(source, path)
     if chosen == "embedded" and not allow_excerpt:
         named = f"source={source!r}" if source else f"{SOURCE_ENV_VAR}=embedded"
         raise DataUnavailable(_excerpt_refused(named))
