@@ -15,7 +15,8 @@ The rules (docs/command_lines.md states them for the user):
   run.json is refused, and nothing in it is touched;
 * `--resume` removes nothing up front, and resuming a complete run changes nothing.
 
-Standard library and `filelock` only: the checks run before the command lines import torch.
+Standard library, `filelock` and `safetensors` only: the checks run before the command lines
+import torch.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from grpo import artifacts
+from grpo import artifacts, checkpoints
 from grpo.cli import NothingToDo, UserError
 
 RUN_FILE = "run.json"
@@ -167,10 +168,6 @@ def _foreign_entries(folder: Path) -> list[str]:
     )
 
 
-def _has_content(path: Path) -> bool:
-    return path.is_file() or (path.is_dir() and any(path.iterdir()))
-
-
 class _Claim:
     """The decision about one folder: what a new attempt may do with it (nothing written)."""
 
@@ -196,7 +193,7 @@ class _Claim:
             return []  # nothing is removed: the resumed run replaces each result as it goes
         leftovers = [name for name in self.outputs if (self.folder / name).exists()]
         if leftovers and not overwrite:
-            resumable = not keep or any(_has_content(self.folder / name) for name in keep)
+            resumable = not keep or any(checkpoints.steps(self.folder / name) for name in keep)
             if not resumable:
                 hint = (
                     f"it holds no {' or '.join(keep)} to resume from: "

@@ -294,6 +294,7 @@ def test_a_folder_that_no_run_made_is_never_cleared(tmp_path):
 def test_a_run_stopped_before_its_first_checkpoint_is_not_told_to_resume(tmp_path):
     with pytest.raises(KeyboardInterrupt), RunDir(tmp_path, OUTPUTS, SETTINGS):
         (tmp_path / "metrics.json").write_text("{}")
+        (tmp_path / "checkpoints" / "runs").mkdir(parents=True)  # logs, but no checkpoint
         raise KeyboardInterrupt
 
     with pytest.raises(UserError) as refused:
