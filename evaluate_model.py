@@ -79,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--debug", action="store_true", help="tracebacks for every error")
     args = parser.parse_args(argv)
+    args.model_from_flag = bool((args.model or "").strip())  # for the wording of hints
     args.model = requested_name(args.model)
     return args
 
@@ -200,6 +201,19 @@ def check_environment(args: argparse.Namespace) -> None:
         raise UserError("--backend vllm needs vLLM: `pip install vllm` (Linux + CUDA GPU only)")
 
 
+def model_problem(error: Exception, args: argparse.Namespace) -> str:
+    """The loader's message, with the way out that fits how the model was named."""
+    from grpo.models import OFFLINE_WAYS_OUT
+
+    if not args.model_from_flag:
+        return str(error)
+    return str(error).replace(
+        OFFLINE_WAYS_OUT,
+        "To run without it, pass --model tiny (the embedded demo model) or --model with a "
+        "local folder that holds the downloaded model.",
+    )
+
+
 def load(args: argparse.Namespace, model):
     """(model, tokenizer, dtype) for the chosen backend."""
     from grpo.models import choose_device, load_for_evaluation
@@ -211,13 +225,16 @@ def load(args: argparse.Namespace, model):
 
 def run(args: argparse.Namespace) -> dict:
     """Check, resolve and load (nothing written yet), then claim the folder and evaluate."""
-    from grpo.models import resolve_for_evaluation
+    from grpo.models import ModelUnavailable, resolve_for_evaluation
 
     check_environment(args)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     claim = dict(owner=PROG, overwrite=args.overwrite, reuse_hint="pass --overwrite to replace it")
     RunDir.preflight(args.output_dir, OUTPUTS, settings, **claim)
-    model = resolve_for_evaluation(args.model, args.adapter)
+    try:
+        model = resolve_for_evaluation(args.model, args.adapter)
+    except ModelUnavailable as error:
+        raise UserError(model_problem(error, args)) from None
     dataset = load_questions(args.dataset, args.split, args.limit, args.seed)
     if len(dataset) == 0:
         raise UserError(f"no {args.dataset} {args.split} questions to evaluate")

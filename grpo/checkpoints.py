@@ -28,9 +28,15 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from grpo.cli import UserError
-
 PREFIX = "checkpoint-"
+
+
+class NoCheckpoint(ValueError):
+    """`--resume` has nothing to resume from (a user problem, not a bug)."""
+
+    is_user_error = True  # grpo.cli.run_main shows it as one line
+
+
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")  # full model, LoRA adapter
 SHARD_INDEX = "model.safetensors.index.json"
 
@@ -140,8 +146,8 @@ def newest_complete(
 def resume_point(
     folder: Path, load: bool = False, report: Callable[[str], None] | None = None
 ) -> Path:
-    """The checkpoint `--resume` continues from; UserError naming every checkpoint skipped
-    and why, or saying that none was saved."""
+    """The checkpoint `--resume` continues from; NoCheckpoint naming every checkpoint
+    skipped and why, or saying that none was saved."""
     skipped: list[str] = []
 
     def note(line: str) -> None:
@@ -153,8 +159,8 @@ def resume_point(
     if found is not None:
         return found
     if not skipped:
-        raise UserError(
+        raise NoCheckpoint(
             f"--resume: {folder} holds no checkpoint: the run stopped before its first save "
             "(see --save-steps); start afresh with --overwrite"
         )
-    raise UserError(f"--resume: no complete checkpoint in {folder} (" + "; ".join(skipped) + ")")
+    raise NoCheckpoint(f"--resume: no complete checkpoint in {folder} (" + "; ".join(skipped) + ")")

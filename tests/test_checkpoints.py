@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import save_file
 
 from grpo import checkpoints
-from grpo.cli import UserError
 
 PARTS = ("model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth")
 PARTS += ("trainer_state.json",)
@@ -170,7 +169,7 @@ def test_resume_point_names_what_it_skipped(tmp_path, two_checkpoints):
     for checkpoint in two_checkpoints:
         (checkpoint / "optimizer.pt").unlink()
 
-    with pytest.raises(UserError) as refused:
+    with pytest.raises(checkpoints.NoCheckpoint) as refused:
         checkpoints.resume_point(tmp_path)
 
     message = str(refused.value)
@@ -179,7 +178,9 @@ def test_resume_point_names_what_it_skipped(tmp_path, two_checkpoints):
 
 
 def test_resume_point_says_when_no_checkpoint_was_saved(tmp_path):
-    with pytest.raises(UserError, match="holds no checkpoint: the run stopped before its first"):
+    with pytest.raises(
+        checkpoints.NoCheckpoint, match="holds no checkpoint: the run stopped before its first"
+    ):
         checkpoints.resume_point(tmp_path / "checkpoints")
 
 
