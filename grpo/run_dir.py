@@ -274,7 +274,8 @@ class RunDir:
             claim = _Claim(self.folder, outputs, settings, owner)
             stale = claim.to_remove(previous, resume, overwrite, keep, reuse_hint)
             if previous and previous.get("status") == "running":
-                print(f"Taking over {self.folder} from pid {previous.get('pid')}, which is gone.")
+                dead = previous.get("pid")
+                print(f"Taking over the lock of {self.folder} from pid {dead}, which is gone.")
             for name in stale:
                 _remove(self.folder / name)
             artifacts.remove_temp_files(self.folder)
