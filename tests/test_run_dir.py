@@ -347,3 +347,17 @@ def test_the_run_folder_module_imports_where_fcntl_does_not_exist():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_full_disk_while_saving_weights_is_one_line():
+    """safetensors reports ENOSPC only in its message (measured on a full 1 MB tmpfs)."""
+    from safetensors import SafetensorError
+
+    def save():
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    with pytest.raises(SystemExit) as caught:
+        run_main("train_grpo.py", save)
+    assert caught.value.code.startswith("train_grpo.py: error: the disk is full")
