@@ -4,13 +4,17 @@
 China), then a local copy of the JSONL files, then a 300-row excerpt shipped in
 assets/. Unreachable hosts are skipped after a quick probe, so an offline machine
 gets the excerpt in well under a second instead of waiting on network retries.
+
+The excerpt is for the offline demo only: a run that needs the full data set passes
+`allow_excerpt=False` and gets an error naming the sources tried and the ways out instead.
+A `GSM8K_DIR` that is set but unusable is an error for every run, never a reason to fall
+back: the user pointed at it on purpose.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,24 +36,32 @@ MODELSCOPE_DATASET = "modelscope/gsm8k"
 REPO_DIR = Path(__file__).resolve().parent
 EMBEDDED_DIR = REPO_DIR / "assets" / "gsm8k_excerpt"
 
+FULL_DATA_WAYS_OUT = (
+    f"Ways out: set {LOCAL_DIR_ENV_VAR} to a folder holding GSM8K's train.jsonl and "
+    "test.jsonl; or connect to the network (the Hugging Face hub or ModelScope); or set "
+    "HF_ENDPOINT to a mirror such as https://hf-mirror.com."
+)
 OFFLINE_HINT = (
     f"To work offline, set {SOURCE_ENV_VAR}=embedded (or pass source='embedded') to use the "
     "300-row excerpt in assets/gsm8k_excerpt, or set "
     f"{LOCAL_DIR_ENV_VAR} to a folder holding GSM8K's train.jsonl and test.jsonl "
     "(or pass source='local', path=...)."
 )
-MAX_REPORTED_PROBLEMS = 20
 
 
 class DataUnavailable(RuntimeError):
     """GSM8K could not be loaded from the source asked for (a user problem, not a bug)."""
 
+    is_user_error = True  # grpo.cli.run_main shows it as one line
+
 
 def check_local_dir() -> Path | None:
-    """The GSM8K_DIR folder, checked: it must hold both train.jsonl and test.jsonl.
+    """The GSM8K_DIR folder, checked: it must hold train.jsonl and test.jsonl, each a valid
+    GSM8K file (see `read_jsonl`). DataUnavailable naming the file and line otherwise.
 
     One file for both splits would serve the test questions as training prompts, so a file
-    (or a folder missing a split) is refused. None when GSM8K_DIR is not set.
+    (or a folder missing a split) is refused. None when GSM8K_DIR is not set. Reading both
+    files takes well under a second, so the command lines call this before torch loads.
     """
     location = os.environ.get(LOCAL_DIR_ENV_VAR, "").strip()
     if not location:
@@ -62,7 +74,42 @@ def check_local_dir() -> Path | None:
             f"{LOCAL_DIR_ENV_VAR}={location} {what}: it must be a folder holding GSM8K's "
             "train.jsonl and test.jsonl"
         )
+    for split in SPLITS:
+        try:
+            read_jsonl(folder / f"{split}.jsonl")
+        except (OSError, ValueError) as error:
+            raise DataUnavailable(f"{LOCAL_DIR_ENV_VAR}={location} is unusable: {error}") from None
     return folder
+
+
+def check_full_gsm8k_available() -> None:
+    """DataUnavailable unless a source of the full GSM8K may work: a valid GSM8K_DIR, or the
+    hub or ModelScope answering (or offline mode, which may find the hub's cached copy).
+    For runs that need the full data set: milliseconds, before anything heavy loads."""
+    if chosen_source() == "embedded":
+        raise DataUnavailable(_excerpt_refused(f"{SOURCE_ENV_VAR}=embedded"))
+    if check_local_dir() is not None:
+        return
+    if netcheck.is_offline_mode() or netcheck.hub_reachable() or netcheck.modelscope_reachable():
+        return
+    tried = [
+        f"the hub ({netcheck.hub_endpoint()} unreachable)",
+        f"ModelScope ({netcheck.modelscope_endpoint()} unreachable)",
+        f"local ({LOCAL_DIR_ENV_VAR} is not set)",
+    ]
+    raise DataUnavailable(
+        "This run needs the full GSM8K, and no source of it answers: tried "
+        + "; ".join(tried)
+        + ". "
+        + FULL_DATA_WAYS_OUT
+    )
+
+
+def _excerpt_refused(why: str) -> str:
+    return (
+        f"{why} asks for the 300-row GSM8K excerpt, but this run needs the full data set "
+        f"(the excerpt is only for the offline demo). {FULL_DATA_WAYS_OUT}"
+    )
 
 
 def extract_hash_answer(text: object) -> str | None:
@@ -93,37 +140,34 @@ def _parse_record(line: str) -> dict:
     for key in ("question", "answer"):
         if not isinstance(record.get(key), str):
             raise ValueError(f"missing a string '{key}'")
+    if extract_hash_answer(record["answer"]) is None:
+        raise ValueError("the answer has no '#### <number>' final line")
     return record
 
 
-def _report_skipped_lines(path: Path, problems: list[tuple[int, str]]) -> None:
-    details = [f"line {number}: {reason}" for number, reason in problems[:MAX_REPORTED_PROBLEMS]]
-    if len(problems) > MAX_REPORTED_PROBLEMS:
-        details.append(f"... and {len(problems) - MAX_REPORTED_PROBLEMS} more")
-    warnings.warn(f"Skipped malformed lines in {path}:\n  " + "\n  ".join(details), stacklevel=3)
-    numbers = ", ".join(str(number) for number, _ in problems[:MAX_REPORTED_PROBLEMS])
-    more = ", ..." if len(problems) > MAX_REPORTED_PROBLEMS else ""
-    print(f"Skipped {len(problems)} malformed line(s) in {path} (lines {numbers}{more}).")
-
-
 def read_jsonl(path: str | Path) -> list[dict]:
-    """GSM8K records from a JSON Lines file. Bad lines are reported and skipped, so one
-    damaged line in a hand-made file does not cost the whole data set."""
+    """GSM8K records from a JSON Lines file: one object per line with a string "question"
+    and a string "answer" ending in "#### <number>"; blank lines are ignored.
+
+    The rule for a bad line: the whole file is rejected, with ValueError naming the file
+    and line. A hand-made file with one damaged line is better fixed than silently used
+    short (or replaced by another source). An empty file is rejected too.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GSM8K file not found: {path}")
     records: list[dict] = []
-    problems: list[tuple[int, str]] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
             try:
-                records.append(_parse_record(line))
-            except ValueError as error:
-                problems.append((number, str(error)))
-    if problems:
-        _report_skipped_lines(path, problems)
+                line = raw.decode("utf-8")
+                if line.strip():
+                    records.append(_parse_record(line))
+            except ValueError as error:  # UnicodeDecodeError included
+                reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else error
+                raise ValueError(f"{path}:{number}: {reason}") from None
+    if not records:
+        raise ValueError(f"{path}: empty, no GSM8K records")
     return records
 
 
@@ -136,7 +180,10 @@ def _records_from_hub(split: str) -> tuple[list[dict], str]:
         if netcheck.is_offline_mode():
             raise ConnectionError("offline mode is on (HF_HUB_OFFLINE or a similar variable)")
         raise ConnectionError(f"{netcheck.hub_endpoint()} is unreachable")
-    dataset = datasets.load_dataset(HUB_DATASET, "main", split=split)
+    try:
+        dataset = datasets.load_dataset(HUB_DATASET, "main", split=split)
+    except datasets.exceptions.DatasetsError as error:  # not all of them are OSErrors
+        raise ConnectionError(f"the hub's copy failed: {error}") from error
     return dataset.to_list(), f"the Hugging Face hub ({HUB_DATASET} via {netcheck.hub_endpoint()})"
 
 
@@ -147,10 +194,18 @@ def _records_from_modelscope(split: str) -> tuple[list[dict], str]:
         raise ConnectionError(f"{netcheck.modelscope_endpoint()} is unreachable")
     import datasets
     from modelscope import snapshot_download
+    from modelscope.hub.errors import HubError
 
-    folder = Path(snapshot_download(MODELSCOPE_DATASET, repo_type="dataset"))
+    try:
+        folder = Path(snapshot_download(MODELSCOPE_DATASET, repo_type="dataset"))
+    except HubError as error:  # API errors are not OSErrors
+        raise ConnectionError(f"ModelScope's download failed: {error}") from error
     files = _split_files(folder, split)
-    table = datasets.load_dataset(files[0].suffix.lstrip("."), data_files=[str(f) for f in files])
+    suffix = files[0].suffix.lstrip(".")
+    try:
+        table = datasets.load_dataset(suffix, data_files=[str(f) for f in files])
+    except datasets.exceptions.DatasetsError as error:
+        raise ValueError(f"unreadable download in {folder}: {error}") from error
     return table["train"].to_list(), f"ModelScope ({MODELSCOPE_DATASET})"
 
 
@@ -226,37 +281,53 @@ def _short_reason(error: Exception) -> str:
     return f"{type(error).__name__}: {first_line[:200]}"
 
 
+# What a failing source raises: no network or file (OSError, which the hub's, datasets' and
+# ModelScope's network errors are, or are turned into above) and bad content (ValueError).
+# Anything else is a bug and surfaces as one.
+SOURCE_ERRORS = (OSError, ValueError)
+
+
 def _load_named_source(source: str, split: str, path: str | Path | None) -> tuple[list[dict], str]:
     try:
         return _load_rows(source, split, path)
-    except Exception as error:  # whatever went wrong, say so together with the way out
+    except SOURCE_ERRORS as error:
         raise DataUnavailable(
             f"Could not load GSM8K {split} from source '{source}': {_short_reason(error)}.\n"
             + OFFLINE_HINT
         ) from error
 
 
-def _load_first_available(split: str, path: str | Path | None) -> tuple[list[dict], str]:
-    """Try each source in DATA_SOURCES order; report the failures once, at the end."""
+def _load_first_available(
+    split: str, path: str | Path | None, sources: tuple[str, ...]
+) -> tuple[list[dict], str]:
+    """Try each of `sources` in order; report the failures once, at the end."""
     failures: list[str] = []
-    for source in DATA_SOURCES:
+    for source in sources:
         try:
             rows, origin = _load_rows(source, split, path)
-        except Exception as error:  # a failing source is never fatal while others remain
+        except SOURCE_ERRORS as error:  # a failing source is never fatal while others remain
             failures.append(f"{source} ({_short_reason(error)})")
             continue
         if failures:
             print(f"GSM8K: could not use {'; '.join(failures)}. Using {source} instead.")
         return rows, origin
+    if "embedded" not in sources:
+        raise DataUnavailable(
+            f"Could not load the full GSM8K {split}: tried {'; '.join(failures)}. "
+            + FULL_DATA_WAYS_OUT
+        )
     raise DataUnavailable(f"Could not load GSM8K {split} from any source: {'; '.join(failures)}")
 
 
-def _chosen_source(source: str | None, path: str | Path | None) -> str | None:
-    """The argument wins, then a given path (meaning local), then GRPO_DATA_SOURCE."""
+def chosen_source(source: str | None = None, path: str | Path | None = None) -> str | None:
+    """The source asked for, or None for "the first that works": the argument wins, then a
+    given path (meaning local), then GRPO_DATA_SOURCE. DataUnavailable for an unknown one,
+    so a command line can check the setting before anything loads."""
     chosen = source or ("local" if path is not None else None)
     chosen = (chosen or os.environ.get(SOURCE_ENV_VAR, "").strip().lower()) or None
     if chosen is not None and chosen not in DATA_SOURCES:
-        raise ValueError(f"Unknown GSM8K source {chosen!r}; choose one of {DATA_SOURCES}")
+        named = f"source {chosen!r}" if source else f"{SOURCE_ENV_VAR}={chosen}"
+        raise DataUnavailable(f"Unknown GSM8K {named}; choose one of {', '.join(DATA_SOURCES)}")
     return chosen
 
 
@@ -265,21 +336,29 @@ def load_gsm8k(
     limit: int | None = None,
     source: str | None = None,
     path: str | Path | None = None,
+    *,
+    allow_excerpt: bool = True,
 ) -> datasets.Dataset:
     """GSM8K as a Dataset with columns question, answer (gold), solution and prompt.
 
     With no source named (argument or GRPO_DATA_SOURCE) it uses the first of DATA_SOURCES
-    that works. `limit` keeps the first N rows, so runs are repeatable.
+    that works; with `allow_excerpt=False` (runs that need the full data set) the embedded
+    excerpt is never used, and DataUnavailable says which sources were tried and the ways
+    out. `limit` keeps the first N rows, so runs are repeatable.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of rows or None, got {limit}")
-    chosen = _chosen_source(source, path)
+    chosen = chosen_source(source, path)
+    if chosen == "embedded" and not allow_excerpt:
+        named = f"source={source!r}" if source else f"{SOURCE_ENV_VAR}=embedded"
+        raise DataUnavailable(_excerpt_refused(named))
     if path is None and chosen in (None, "local"):
         check_local_dir()  # a wrong GSM8K_DIR is an error, not a reason to fall back
     if chosen is None:
-        rows, origin = _load_first_available(split, path)
+        sources = DATA_SOURCES if allow_excerpt else DATA_SOURCES[:-1]
+        rows, origin = _load_first_available(split, path, sources)
     else:
         rows, origin = _load_named_source(chosen, split, path)
     kept = rows[:limit] if limit is not None else rows

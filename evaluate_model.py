@@ -7,28 +7,40 @@
 
 `--model` takes what `train_grpo.py --model` takes (a local folder, a model id, `tiny`;
 default: $GRPO_MODEL, else the automatic choice) and also a LoRA adapter folder,
-recognised by its adapter_config.json. The numbers come from `grpo.evaluation.evaluate`,
+recognised by its adapter_config.json. The model is loaded by `grpo.models` (the one
+loader) in the precision train_grpo.py evaluates in: bf16 on GPUs that have it, else
+float32 (`eval_dtype` in metrics.json). The numbers come from `grpo.evaluation.evaluate`,
 the function behind train_grpo.py's before/after numbers, so they can be compared
 directly. Writes run.json (status "complete" last), metrics.json and completions.jsonl to
---output-dir; a folder that already holds results is replaced only with --overwrite.
-Arguments are checked before torch loads; exit codes: see grpo/cli.py.
+--output-dir; a folder that already holds this command's results is replaced only with
+--overwrite, and a folder of another command (a training run) never. Arguments are
+checked before torch loads; exit codes: see grpo/cli.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import tempfile
 from pathlib import Path
 
 import data
 from data import SPLITS
-from grpo.cli import Parser, UserError, positive_int, random_seed, run_main, usage_error
-from grpo.model_names import MODEL_ENV_VAR, requested_name
+from grpo.cli import (
+    Parser,
+    UserError,
+    environment_problem,
+    output_folder,
+    positive_int,
+    random_seed,
+    run_main,
+    usage_error,
+)
+from grpo.model_names import MODEL_ENV_VAR, looks_like_path, requested_name
 from grpo.profiles import EVAL_SETTINGS, TINY
 from grpo.run_dir import RunDir
 
+PROG = "evaluate_model.py"
 ADAPTER_CONFIG = "adapter_config.json"
 OUTPUTS = ("metrics.json", "completions.jsonl")
 
@@ -61,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="transformers",
         help="vllm: much faster on a CUDA GPU, same prompts and scoring",
     )
-    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--output-dir", type=output_folder, required=True)
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the results already in --output-dir"
     )
@@ -72,15 +84,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def path_problem(args: argparse.Namespace) -> str | None:
-    """What is wrong with the paths given, or None (nothing is written)."""
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the paths and sizes given, or None (nothing is written)."""
     if args.output_dir.exists() and not args.output_dir.is_dir():
         return f"argument --output-dir: {args.output_dir} is a file, not a folder"
     if args.adapter is not None and not (args.adapter / ADAPTER_CONFIG).is_file():
         return f"argument --adapter: no LoRA adapter in {args.adapter}: no {ADAPTER_CONFIG}"
-    explicit_path = args.model.startswith(("/", "./", "../", "~"))
-    if explicit_path and not Path(args.model).expanduser().is_dir():
+    if looks_like_path(args.model) and not Path(args.model).expanduser().is_dir():
         return f"argument --model: model folder not found: {args.model}"
+    if args.dataset == "toy" and args.split == "test" and args.limit:
+        from offline_demo.toy_task import max_distinct
+
+        if args.limit > max_distinct("eval"):
+            return (
+                f"argument --limit: the toy task holds {max_distinct('eval'):,} distinct "
+                f"held-out questions, got {args.limit:,}"
+            )
     return None
 
 
@@ -96,63 +115,21 @@ def load_questions(dataset: str, split: str, limit: int | None, seed: int = 0):
     return rows.select(range(min(limit, len(rows)))) if limit else rows
 
 
-def split_adapter(model: str, adapter: Path | None = None) -> tuple[str, Path | None]:
-    """(base model, adapter folder or None).
-
-    `train_grpo.py --lora` saves only the adapter in final/, with its base model's location
-    in adapter_config.json, so `--model runs/lora/final` is enough. `--adapter` is for the
-    case where that location is wrong here (an adapter trained on another machine).
-    """
-    if adapter is not None:
-        return model, adapter
-    folder = Path(model).expanduser()
-    if not (folder / ADAPTER_CONFIG).is_file():
-        return model, None
-    try:
-        config = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-        return config["base_model_name_or_path"], folder
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"unreadable {folder / ADAPTER_CONFIG}: {error}") from None
-
-
-def load_model(base: str, adapter: Path | None, device, dtype):
-    """The model ready for greedy generation, and its tokenizer.
-
-    The base is found the tutorial's way (`tiny`, local caches, ModelScope, the hub). An
-    adapter is merged into the base weights: generation then runs at the base model's
-    speed instead of paying for the extra LoRA matrix products at every token.
-    """
-    from transformers import AutoModelForCausalLM
-
-    from grpo.models import load_tokenizer, resolve_model
-
-    base_path = resolve_model(base)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    # train_grpo.py saves the tokenizer next to the adapter; older adapters may lack it.
-    has_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").is_file()
-    tokenizer = load_tokenizer(adapter if has_tokenizer else base_path)
-    return model.to(device).eval(), tokenizer, base_path
-
-
 class VLLMModel:
     """Just enough of a transformers model for `evaluation.generate`, decoding with vLLM.
 
     `evaluation.generate` tokenizes the chat prompts, calls `model.generate` and cuts each
     answer at its first stop token. This class answers that call with vLLM, so vLLM's
     answers are cut, decoded and scored by the very code that handles transformers' ones.
-    Not covered by the tests: vLLM needs Linux and a CUDA GPU.
+    The tests run it with a stand-in for vLLM (vLLM itself needs Linux and a CUDA GPU).
     """
 
-    def __init__(self, path: Path, pad_token_id: int):
+    def __init__(self, path: Path, pad_token_id: int, dtype):
         import torch
         from transformers import GenerationConfig
         from vllm import LLM
 
-        self.llm = LLM(model=str(path), seed=0)
+        self.llm = LLM(model=str(path), seed=0, dtype=dtype)
         self.generation_config = GenerationConfig.from_pretrained(path)
         self.device = torch.device("cpu")  # token ids stay here: vLLM takes plain lists
         self.pad_token_id = pad_token_id
@@ -183,24 +160,23 @@ class VLLMModel:
         return torch.cat([input_ids, torch.tensor(padded, dtype=input_ids.dtype)], dim=1)
 
 
-def load_vllm_model(base: str, adapter: Path | None):
-    """(VLLMModel, tokenizer, base folder). vLLM reads weights from a folder: an adapter is
-    merged into a temporary copy first."""
+def load_vllm_model(model):
+    """(VLLMModel, tokenizer, dtype) for a resolved `grpo.models.EvaluationModel`. vLLM
+    reads weights from a folder: an adapter is merged into a temporary copy first."""
     import torch
 
-    from grpo.models import inference_dtype, load_tokenizer, resolve_model
+    from grpo.models import load_dtype, load_for_evaluation, load_tokenizer
 
-    dtype = inference_dtype(torch.device("cuda"))
-    if adapter is None:
-        base_path = resolve_model(base)
-        tokenizer = load_tokenizer(base_path)
-        return VLLMModel(base_path, tokenizer.pad_token_id), tokenizer, base_path
-    merged, tokenizer, base_path = load_model(base, adapter, torch.device("cpu"), dtype)
+    dtype = load_dtype(torch.device("cuda"), for_training=False)
+    if model.adapter is None:
+        tokenizer = load_tokenizer(model.base)
+        return VLLMModel(model.base, tokenizer.pad_token_id, dtype), tokenizer, dtype
+    merged, tokenizer, _ = load_for_evaluation(model, torch.device("cpu"), dtype)
     with tempfile.TemporaryDirectory() as folder:
         merged.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
         del merged  # vLLM loads its own copy onto the GPU
-        return VLLMModel(Path(folder), tokenizer.pad_token_id), tokenizer, base_path
+        return VLLMModel(Path(folder), tokenizer.pad_token_id, dtype), tokenizer, dtype
 
 
 def summary_line(result) -> str:
@@ -213,86 +189,88 @@ def summary_line(result) -> str:
     )
 
 
-def model_problem(error: Exception, args: argparse.Namespace, adapter: Path | None) -> str:
+def check_environment(args: argparse.Namespace) -> None:
+    """The settings outside the command line, checked before anything loads."""
+    problem = environment_problem()
+    if problem:
+        raise UserError(problem)
+    if args.dataset == "gsm8k":
+        data.chosen_source()
+        data.check_local_dir()
+    if args.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise UserError("--backend vllm needs vLLM: `pip install vllm` (Linux + CUDA GPU only)")
+
+
+def model_problem(error: Exception, args: argparse.Namespace) -> str:
     """The loader's message, with the way out that fits how the model was named."""
     from grpo.models import OFFLINE_WAYS_OUT
 
-    message = str(error)
-    if args.model_from_flag:
-        message = message.replace(
-            OFFLINE_WAYS_OUT,
-            "To run without it, pass --model tiny (the embedded demo model) or --model with "
-            "a local folder that holds the downloaded model.",
-        )
-    if adapter is not None and args.adapter is None:
-        message += " (the adapter's base model; pass it with --model BASE --adapter DIR)"
-    return message
+    if not args.model_from_flag:
+        return str(error)
+    return str(error).replace(
+        OFFLINE_WAYS_OUT,
+        "To run without it, pass --model tiny (the embedded demo model) or --model with a "
+        "local folder that holds the downloaded model.",
+    )
 
 
-def load(args: argparse.Namespace, base: str, adapter: Path | None):
-    """(model, tokenizer, base folder) for the chosen backend; a missing model is a UserError."""
-    from grpo.models import ModelUnavailable, choose_device, inference_dtype
+def load(args: argparse.Namespace, model):
+    """(model, tokenizer, dtype) for the chosen backend."""
+    from grpo.models import choose_device, load_for_evaluation
 
-    try:
-        if args.backend == "vllm":
-            return load_vllm_model(base, adapter)
-        device = choose_device()
-        return load_model(base, adapter, device, inference_dtype(device))
-    except ModelUnavailable as error:
-        raise UserError(model_problem(error, args, adapter)) from None
+    if args.backend == "vllm":
+        return load_vllm_model(model)
+    return load_for_evaluation(model, choose_device())
 
 
 def run(args: argparse.Namespace) -> dict:
-    try:
-        data.check_local_dir()
-    except data.DataUnavailable as error:
-        raise UserError(str(error)) from None
-    if args.backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise UserError("--backend vllm needs vLLM: `pip install vllm` (Linux + CUDA GPU only)")
+    """Check, resolve and load (nothing written yet), then claim the folder and evaluate."""
+    from grpo.models import ModelUnavailable, resolve_for_evaluation
+
+    check_environment(args)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    with RunDir(
-        args.output_dir,
-        OUTPUTS,
-        settings,
-        overwrite=args.overwrite,
-        reuse_hint="pass --overwrite to replace it",
-    ) as run_dir:
-        metrics = evaluate_to(args, run_dir)
+    claim = dict(owner=PROG, overwrite=args.overwrite, reuse_hint="pass --overwrite to replace it")
+    RunDir.preflight(args.output_dir, OUTPUTS, settings, **claim)
+    try:
+        model = resolve_for_evaluation(args.model, args.adapter)
+    except ModelUnavailable as error:
+        raise UserError(model_problem(error, args)) from None
+    dataset = load_questions(args.dataset, args.split, args.limit, args.seed)
+    if len(dataset) == 0:
+        raise UserError(f"no {args.dataset} {args.split} questions to evaluate")
+    loaded = load(args, model)
+    with RunDir(args.output_dir, OUTPUTS, settings, **claim) as run_dir:
+        metrics = evaluate_to(args, run_dir, model, dataset, loaded)
         run_dir.finish()
     return metrics
 
 
-def evaluate_to(args: argparse.Namespace, run_dir: RunDir) -> dict:
-    """Load, evaluate and write metrics.json and completions.jsonl into the claimed folder."""
+def evaluate_to(args: argparse.Namespace, run_dir: RunDir, model, dataset, loaded) -> dict:
+    """Evaluate the `loaded` (model, tokenizer, dtype) and write metrics.json and
+    completions.jsonl into the claimed folder."""
     from grpo import artifacts
     from grpo.evaluation import GREEDY_GENERATION, evaluate
     from grpo.models import describe
     from grpo.run_record import data_source, git_commit, versions
 
-    base, adapter = split_adapter(args.model, args.adapter)
-    try:
-        dataset = load_questions(args.dataset, args.split, args.limit, args.seed)
-    except data.DataUnavailable as error:
-        raise UserError(str(error)) from None
-    if len(dataset) == 0:
-        raise UserError(f"no {args.dataset} {args.split} questions to evaluate")
     settings = EVAL_SETTINGS[args.dataset]
     max_new_tokens = args.max_new_tokens or settings.max_new_tokens
     batch_size = args.batch_size or settings.batch_size
-    model, tokenizer, base_path = load(args, base, adapter)
+    generator, tokenizer, dtype = loaded
     if args.backend == "vllm":
         batch_size = len(dataset)  # one call: vLLM schedules the whole set itself
 
     print(f"Evaluating {args.model} on {len(dataset)} {args.dataset} {args.split} questions ...")
-    result = evaluate(model, tokenizer, dataset, max_new_tokens, batch_size)
+    result = evaluate(generator, tokenizer, dataset, max_new_tokens, batch_size)
     metrics = {
         "model": args.model,
-        "base_model": describe(base_path),
-        "adapter": str(adapter) if adapter else None,
+        "base_model": describe(model.base),
+        "adapter": str(model.adapter) if model.adapter else None,
         "dataset": args.dataset,
         "split": args.split,
         "backend": args.backend,
         "max_new_tokens": max_new_tokens,
+        "eval_dtype": str(dtype).removeprefix("torch."),
         "data_source": data_source(dataset),
         "eval_generation": GREEDY_GENERATION,  # both backends decode with these settings
         **result.metrics,
@@ -306,12 +284,12 @@ def evaluate_to(args: argparse.Namespace, run_dir: RunDir) -> dict:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
-    problem = path_problem(args)
+    problem = argument_problem(args)
     if problem:
-        usage_error("evaluate_model.py", problem)
-    return run_main("evaluate_model.py", lambda: run(args), debug=args.debug)
+        usage_error(PROG, problem)
+    return run_main(PROG, lambda: run(args), debug=args.debug)
 
 
 if __name__ == "__main__":

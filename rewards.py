@@ -113,7 +113,10 @@ def _parse_number(text: str) -> Decimal | None:
 
 
 def _answers_match(predicted: str, gold: str) -> bool:
-    """Compare as numbers when both sides are numbers, otherwise as stripped text."""
+    """Compare as numbers when both sides are numbers, otherwise as stripped text. An empty
+    gold answer matches nothing: it would reward an empty (or missing) answer."""
+    if not gold.strip():
+        return False
     predicted_number = _parse_number(predicted)
     gold_number = _parse_number(gold)
     if predicted_number is not None and gold_number is not None:
@@ -147,7 +150,8 @@ def correctness_reward_func(
     answer: Sequence[object] | None = None,
     **kwargs: object,
 ) -> list[float]:
-    """Reward 2.0 when the extracted answer equals the gold answer, else 0.0."""
+    """Reward 2.0 when the extracted answer equals the gold answer, else 0.0 (also when the
+    gold answer is missing or blank: a row without one teaches nothing)."""
     golds = _gold_answers(answer, len(completions))
     return [
         CORRECTNESS_REWARD

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import data
 from grpo import checkpoints, netcheck
-from grpo.cli import Parser, UserError, run_main
+from grpo.cli import Parser, UserError, environment_problem, output_folder, run_main
 from grpo.plan import VLLM_REQUIREMENT
 from grpo.profiles import PROFILES
 from grpo.run_config import CHECKPOINTS, ConfigError, RunConfig, add_arguments, resolve
-from grpo.run_dir import RunDir
+from grpo.run_dir import RunDir, is_main_process
 
 OUTPUTS = (
     "metrics.json", "summary.png", "completions_before.jsonl", "completions_after.jsonl",
@@ -40,7 +40,7 @@ OUTPUTS = (
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunConfig]:
     """The arguments and the run they resolve to; a mistake exits with status 2."""
     parser = Parser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--output-dir", type=output_folder, required=True)
     add_arguments(parser, PROFILES)
     reuse = parser.add_mutually_exclusive_group()
     reuse.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
@@ -52,8 +52,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunCo
         "--dry-run", action="store_true", help="print the run's settings and plan, and stop"
     )
     args = parser.parse_args(argv)
-    if not str(args.output_dir).strip():
-        parser.error("argument --output-dir: empty")
     if args.output_dir.exists() and not args.output_dir.is_dir():
         parser.error(f"argument --output-dir: {args.output_dir} is a file, not a folder")
     try:
@@ -64,10 +62,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunCo
 
 def check_environment(config: RunConfig) -> None:
     """The settings that live outside the command line, checked before anything loads."""
-    try:
-        data.check_local_dir()
-    except data.DataUnavailable as error:
-        raise UserError(str(error)) from None
+    problem = environment_problem()
+    if problem:
+        raise UserError(problem)
+    data.check_local_dir()
+    if config.real_data:  # the learner and real profiles never fall back to the excerpt
+        data.check_full_gsm8k_available()
     if config.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is None:
         raise UserError(
             f"--use-vllm needs vLLM (Linux + CUDA GPU): pip install '{VLLM_REQUIREMENT}', the "
@@ -101,13 +101,11 @@ def check_device(config: RunConfig) -> None:
 def model_folder(config: RunConfig) -> Path:
     """The model's local folder, found or downloaded before any output file exists; a
     real-size model found only now (a hub id) is checked against the CPU rule here."""
-    from grpo.models import ModelUnavailable, resolve_model
+    from grpo.models import check_model_folder, resolve_model
     from grpo.run_config import cpu_problem, model_shape
 
-    try:
-        path = resolve_model(config.model, require_real=config.real_data)
-    except ModelUnavailable as error:
-        raise UserError(str(error)) from None
+    path = resolve_model(config.model, require_real=config.real_data)
+    check_model_folder(path)
     if config.device == "cpu":
         problem = cpu_problem(model_shape(str(path)), config.plan.steps, config.allow_cpu)
         if problem:
@@ -132,16 +130,17 @@ def evaluate_folder(folder: Path, config: RunConfig, eval_set, output_dir: Path,
     (evaluation precision, no training wrappers); every completion goes to JSONL."""
     from grpo import artifacts
     from grpo.evaluation import evaluate
-    from grpo.models import load_evaluation_model
+    from grpo.models import choose_device, load_for_evaluation, resolve_for_evaluation
 
-    model, tokenizer = load_evaluation_model(folder, device=config.device)
+    saved = resolve_for_evaluation(str(folder))
+    model, tokenizer, dtype = load_for_evaluation(saved, choose_device(config.device))
     print(f"Evaluating {tag} training on {len(eval_set)} questions ...")
     settings = config.profile.evaluation
     result = evaluate(
         model, tokenizer, eval_set, settings.max_new_tokens, settings.batch_size,
         also_scored_at=settings.also_scored_at,
     )  # fmt: skip
-    result.metrics["eval_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+    result.metrics["eval_dtype"] = str(dtype).removeprefix("torch.")
     artifacts.write_jsonl(output_dir / f"completions_{tag}.jsonl", result.rows)
     scores = {k: v for k, v in result.metrics.items() if isinstance(v, float)}
     print(f"  {tag}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
@@ -174,10 +173,7 @@ def resume_point(config: RunConfig, resume: bool) -> Path | None:
     """The newest complete checkpoint to continue from, when --resume asks for one."""
     if not resume:
         return None
-    folder = Path(config.grpo["output_dir"])
-    found = checkpoints.newest_complete(folder, load=True, report=print)
-    if found is None:
-        raise UserError(f"--resume: no complete checkpoint in {folder}")
+    found = checkpoints.resume_point(Path(config.grpo["output_dir"]), load=True, report=print)
     print(f"Resuming from {found}")
     return found
 
@@ -287,28 +283,22 @@ def train(args: argparse.Namespace, config: RunConfig, run_dir: RunDir | None) -
     return metrics
 
 
-def is_main_process() -> bool:
-    """RANK counts only inside a multi-process launch (WORLD_SIZE > 1)."""
-    from grpo.run_config import launch_processes
-
-    return launch_processes() == 1 or int(os.environ.get("RANK", "0") or 0) == 0
-
-
 def run(args: argparse.Namespace, config: RunConfig) -> dict:
     """Check, claim the output folder (main process only), train, mark the run complete."""
     check_environment(config)
-    if args.resume and checkpoints.newest_complete(Path(config.grpo["output_dir"])) is None:
-        raise UserError(f"--resume: no complete checkpoint in {config.grpo['output_dir']}")
     claim = dict(
         outputs=OUTPUTS,
         settings=config.training_settings(),
         resume=args.resume,
         overwrite=args.overwrite,
         keep=(CHECKPOINTS,),
+        owner="train_grpo.py",
     )
     main_process = is_main_process()
     if main_process:  # refuse a folder we will not get before torch loads
         RunDir.preflight(args.output_dir, **claim)
+    if args.resume:
+        checkpoints.resume_point(Path(config.grpo["output_dir"]))
     check_device(config)
     for line in config.notes:
         print(line)
@@ -317,8 +307,8 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
     with RunDir(args.output_dir, **claim) as run_dir:
         run_dir.update(config=config.settings())
         metrics = train(args, config, run_dir)
-        run_dir.finish(global_step=metrics["steps"])
-    print(f"Done in {run_dir.record['wall_time_s']} s; results in {args.output_dir}")
+        wall = run_dir.finish(global_step=metrics["steps"], wall_time_s=metrics["wall_time_s"])
+    print(f"Done in {wall} s; results in {args.output_dir}")
     return metrics
 
 

@@ -3,24 +3,32 @@
 Standard library only: a mistyped flag must be answered before torch, transformers and
 TRL are imported (10-20 s on a laptop), not after the model has loaded.
 
-Exit codes: 0 done; 1 a mistake the user can fix (one line on stderr, no traceback);
-2 a bad command line; 130 Ctrl-C; 143 SIGTERM. A traceback means a bug, or that
-`--debug` / GRPO_DEBUG=1 asked for one.
+Exit codes: 0 done (or nothing to do: one line says why); 1 a mistake the user can fix
+(one line on stderr, no traceback); 2 a bad command line; 130 Ctrl-C; 143 SIGTERM. A
+traceback means a bug, or that `--debug` / GRPO_DEBUG=1 asked for one.
+
+Each kind of user error is turned into its line once, here in `run_main`: `UserError`,
+and any exception whose class sets `is_user_error = True` (data.DataUnavailable,
+grpo.models.ModelUnavailable: modules that must not import this one), and a full disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import signal
 import sys
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from grpo.netcheck import TRUTHY_VALUES
+from grpo.cache import CACHE_ENV_VAR
+from grpo.netcheck import env_flag
 
 DEBUG_ENV_VAR = "GRPO_DEBUG"
 EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
@@ -35,6 +43,37 @@ T = TypeVar("T")
 
 class UserError(Exception):
     """A mistake the user can fix (bad input, missing file, no network): one line, no traceback."""
+
+    is_user_error = True
+
+
+class NothingToDo(Exception):
+    """The command has nothing to do (a complete run asked to resume): one line, exit 0."""
+
+
+def is_user_error(error: BaseException) -> bool:
+    """True for the exceptions that mean a mistake the user can fix (see the module doc)."""
+    return getattr(type(error), "is_user_error", False) is True or _disk_full(error)
+
+
+def _disk_full(error: BaseException) -> bool:
+    """ENOSPC / EDQUOT, whether raised by Python (OSError) or by safetensors' Rust writer,
+    which says so only in its message (SafetensorError: "... StorageFull ...")."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(error)
+    return type(error).__name__ == "SafetensorError" and (
+        "StorageFull" in text or "No space left" in text or "code: 28" in text
+    )
+
+
+def user_message(error: BaseException) -> str:
+    """The one line a user error is shown as."""
+    if _disk_full(error):
+        where = getattr(error, "filename", None)
+        place = f" ({where})" if where else ""
+        return f"the disk is full{place}: free some space or choose another --output-dir"
+    return str(error).strip().replace("\n", " ")
 
 
 class Terminated(BaseException):
@@ -95,8 +134,39 @@ def comma_list(allowed: tuple[str, ...]):
     return parse
 
 
+def output_folder(text: str) -> Path:
+    """An argparse type for --output-dir: a folder name; "" (which Path reads as the current
+    folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty: name a folder for the results")
+    return Path(text)
+
+
+URL_ENV_VARS = ("HF_ENDPOINT", "MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN", "WANDB_BASE_URL")
+
+
+def environment_problem() -> str | None:
+    """What is wrong with the settings both commands read from the environment, or None:
+    an endpoint that is no URL, a cache folder that is a file. Checked before anything loads."""
+    for name in URL_ENV_VARS:
+        value = os.environ.get(name, "").strip()
+        if not value:
+            continue
+        try:
+            parts = urllib.parse.urlsplit(value if "://" in value else f"https://{value}")
+            valid = bool(parts.hostname) and parts.port != 0  # .port: ValueError if malformed
+        except ValueError:
+            valid = False
+        if not valid:
+            return f"{name}={value!r} is not a URL (like https://hf-mirror.com): fix or unset it"
+    cache = os.environ.get(CACHE_ENV_VAR, "").strip()
+    if cache and Path(cache).expanduser().exists() and not Path(cache).expanduser().is_dir():
+        return f"{CACHE_ENV_VAR}={cache} is a file, not a folder: point it at a folder or unset it"
+    return None
+
+
 def debug_requested(flag: bool) -> bool:
-    return flag or os.environ.get(DEBUG_ENV_VAR, "").strip().lower() in TRUTHY_VALUES
+    return flag or env_flag(DEBUG_ENV_VAR)
 
 
 def quiet_known_warnings() -> None:
@@ -119,20 +189,24 @@ def sigterm_as_exception() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_main(prog: str, work: Callable[[], T], debug: bool = False) -> T:
-    """`work()`, with user errors and interruptions turned into a message and an exit code."""
+def run_main(prog: str, work: Callable[[], T], debug: bool = False) -> T | None:
+    """`work()`, with user errors and interruptions turned into a message and an exit code;
+    None when there was nothing to do (the line says why)."""
     quiet_known_warnings()
     debug = debug_requested(debug)
     try:
         with sigterm_as_exception():
             return work()
-    except UserError as error:
-        if debug:
+    except NothingToDo as done:
+        print(f"{prog}: {done}")
+        return None
+    except Exception as error:
+        if debug or not is_user_error(error):
             raise
-        raise SystemExit(f"{prog}: error: {error}") from None
+        raise SystemExit(f"{prog}: error: {user_message(error)}") from None
     except (KeyboardInterrupt, Terminated) as error:
         if debug:
             raise
         code = EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
-        print(f"{prog}: interrupted ({error or 'Ctrl-C'})", file=sys.stderr)
+        print(f"{prog}: interrupted ({str(error) or 'Ctrl-C'})", file=sys.stderr)
         raise SystemExit(code) from None

@@ -17,7 +17,9 @@ would round away. Evaluation-only loads may use bf16 to halve memory.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from grpo import netcheck
 from grpo.cache import cache_root
-from grpo.model_names import MODEL_ENV_VAR, requested_name
+from grpo.model_names import MODEL_ENV_VAR, looks_like_path, requested_name
 from grpo.run_config import choose_model_and_profile, detect_hardware
 from offline_demo.tiny_model import ENDOFTEXT, tiny_random_path
 from offline_demo.warm_start import warm_start_dir, warm_start_path
@@ -39,6 +41,13 @@ OFFLINE_WAYS_OUT = (
 
 class ModelUnavailable(RuntimeError):
     """The requested model could not be found or downloaded (a user problem, not a bug)."""
+
+    is_user_error = True  # grpo.cli.run_main shows it as one line
+
+
+class ModelProblem(ModelUnavailable):
+    """The model was found but cannot be used: not a model folder, damaged files, an
+    adapter without its base (a user problem, not a bug)."""
 
 
 def _download_attempts(model_id: str) -> list[tuple[str, Callable[[], str] | None, str]]:
@@ -82,16 +91,6 @@ def download(model_id: str) -> Path:
     raise ModelUnavailable(
         f"Could not get {model_id!r}. Tried: " + "; ".join(failures) + ". " + OFFLINE_WAYS_OUT
     )
-
-
-def looks_like_path(name: str) -> bool:
-    """True for names meant as folders: explicit paths, existing ones, and anything with more
-    than one '/' or whose first part is a local folder (`runs/mian/final`), which a hub id
-    ('Org/Name') never is."""
-    if name.startswith(("/", "./", "../", "~", ".\\")) or Path(name).expanduser().exists():
-        return True
-    parts = Path(name).parts
-    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
 
 
 def resolve_model(name: str | None = None, require_real: bool = False) -> Path:
@@ -200,22 +199,117 @@ def describe(path: Path) -> str:
     return path.name.replace("___", ".")  # ModelScope escapes the dots in folder names
 
 
-def load_evaluation_model(folder: Path, device: str | torch.device | None = None):
-    """(model, tokenizer) of a saved model, or of a LoRA adapter merged into its base, for
-    greedy evaluation: evaluation precision (`inference_dtype`), no training wrappers, so
-    every evaluation of a run (before, after, evaluate_model.py) runs the same way."""
-    folder = Path(folder)
-    target = device if isinstance(device, torch.device) else choose_device(device)
-    dtype = inference_dtype(target)
-    adapter_config = folder / "adapter_config.json"
-    if adapter_config.is_file():
-        from peft import PeftConfig, PeftModel
+ADAPTER_CONFIG = "adapter_config.json"
 
-        base = PeftConfig.from_pretrained(folder).base_model_name_or_path
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-        model = PeftModel.from_pretrained(model, folder).merge_and_unload()
-    else:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    precision = str(dtype).removeprefix("torch.")
-    print(f"[models] Loaded {describe(folder)} for evaluation on {target} in {precision}.")
-    return model.to(target).eval(), load_tokenizer(folder)
+
+@dataclass(frozen=True)
+class EvaluationModel:
+    """What `evaluate_model.py --model` named, resolved: a base model folder, and the LoRA
+    adapter to merge into it (or None)."""
+
+    base: Path
+    adapter: Path | None
+
+
+def _adapter_base(adapter: Path) -> str:
+    """The base model named in `adapter`'s adapter_config.json; ModelProblem if none is."""
+    try:
+        config = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    except (OSError, ValueError) as error:
+        raise ModelProblem(f"unreadable {adapter / ADAPTER_CONFIG}: {error}") from None
+    if not isinstance(base, str) or not base.strip():
+        raise ModelProblem(
+            f"{adapter / ADAPTER_CONFIG} names no base model (base_model_name_or_path is "
+            f"{base!r}): pass it with --model BASE --adapter {adapter}"
+        )
+    return base
+
+
+def check_model_folder(path: Path) -> None:
+    """ModelProblem unless `path` looks like a full model folder: a config.json that parses,
+    and neither a run folder nor a bare LoRA adapter (each said with its way out)."""
+    if (path / "run.json").is_file() and (path / "final").is_dir():
+        raise ModelProblem(f"{path} is a run folder, not a model: pass its model, {path / 'final'}")
+    if (path / ADAPTER_CONFIG).is_file():
+        raise ModelProblem(
+            f"{path} is a LoRA adapter, not a base model: pass it as --adapter, or as --model "
+            "alone (its base is read from its adapter_config.json)"
+        )
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelProblem(f"{path} holds no model (no config.json)") from None
+    except (OSError, ValueError) as error:
+        raise ModelProblem(f"{path / 'config.json'} is unreadable: {error}") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise ModelProblem(f"{path / 'config.json'} is not a model's config (no model_type)")
+
+
+def resolve_for_evaluation(name: str | None, adapter: Path | None = None) -> EvaluationModel:
+    """The base model and adapter that `name` (and `adapter`) mean, checked, no weights read.
+
+    `train_grpo.py --lora` saves only the adapter in final/, with its base model's location
+    in adapter_config.json, so naming the adapter folder is enough; `adapter` is for when
+    that location is wrong here (an adapter trained on another machine).
+    """
+    name = requested_name(name)
+    if adapter is None and looks_like_path(name):
+        folder = Path(name).expanduser()
+        if (folder / ADAPTER_CONFIG).is_file():
+            name, adapter = _adapter_base(folder), folder
+    if adapter is not None and not (adapter / ADAPTER_CONFIG).is_file():
+        raise ModelProblem(f"no LoRA adapter in {adapter}: no {ADAPTER_CONFIG}")
+    try:
+        base = resolve_model(name)
+    except ModelUnavailable as error:
+        if adapter is None:
+            raise
+        raise type(error)(
+            f"{error} (the base model of the adapter {adapter}; pass another with "
+            f"--model BASE --adapter {adapter})"
+        ) from None
+    check_model_folder(base)
+    return EvaluationModel(base=base, adapter=adapter)
+
+
+def load_for_evaluation(
+    model: EvaluationModel, device: torch.device, dtype: torch.dtype | None = None
+):
+    """(model, tokenizer, dtype) ready for greedy generation: weights in `dtype`, by default
+    `load_dtype(device, for_training=False)` (bf16 on GPUs that have it, else float32), the
+    rule train_grpo.py's before/after evaluation follows too. An adapter is merged into
+    the base weights, so generation runs at the base model's speed. ModelProblem for files
+    that do not load (truncated, corrupt, an adapter made for another base)."""
+    from safetensors import SafetensorError
+
+    dtype = dtype or load_dtype(device, for_training=False)
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(model.base, dtype=dtype)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        raise ModelProblem(f"the model in {model.base} does not load: {_reason(error)}") from None
+    if model.adapter is not None:
+        from peft import PeftModel
+
+        try:
+            loaded = PeftModel.from_pretrained(loaded, model.adapter).merge_and_unload()
+        except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
+            raise ModelProblem(
+                f"the adapter in {model.adapter} does not load onto {describe(model.base)}: "
+                f"{_reason(error)}"
+            ) from None
+    # train_grpo.py saves the tokenizer next to the adapter; older adapters may lack it.
+    adapter = model.adapter
+    has_tokenizer = adapter is not None and (adapter / "tokenizer_config.json").is_file()
+    try:
+        tokenizer = load_tokenizer(adapter if has_tokenizer else model.base)
+    except (OSError, ValueError) as error:
+        raise ModelProblem(
+            f"the tokenizer of {model.base} does not load: {_reason(error)}"
+        ) from None
+    return loaded.to(device).eval(), tokenizer, dtype
+
+
+def _reason(error: BaseException) -> str:
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line[:200]}"

@@ -21,11 +21,15 @@ DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
 DEFAULT_MODELSCOPE_ENDPOINT = "https://www.modelscope.cn"
 
 
+def env_flag(name: str) -> bool:
+    """True when the environment variable `name` says 1, true, yes or on (any case): the one
+    rule for every on/off setting (GRPO_USE_WANDB, GRPO_DEBUG, HF_HUB_OFFLINE, ...)."""
+    return os.environ.get(name, "").strip().lower() in TRUTHY_VALUES
+
+
 def is_offline_mode() -> bool:
     """True when the user asked the Hugging Face libraries to stay offline."""
-    return any(
-        os.environ.get(name, "").strip().lower() in TRUTHY_VALUES for name in OFFLINE_ENV_VARS
-    )
+    return any(env_flag(name) for name in OFFLINE_ENV_VARS)
 
 
 def _try_connect(host: str, port: int, timeout: float) -> bool:

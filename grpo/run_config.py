@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from grpo import netcheck
-from grpo.cli import bounded, comma_list, positive_float, positive_int
-from grpo.model_names import EMBEDDED_MODELS, requested_name
+from grpo.cli import UserError, bounded, comma_list, positive_float, positive_int
+from grpo.model_names import EMBEDDED_MODELS, looks_like_path, requested_name
 from grpo.plan import (
     BF16_ABOVE_GB,
     QWEN2_5_0_5B,
@@ -37,6 +37,8 @@ from grpo.plan import (
     visible_gpu,
 )
 from grpo.profiles import LEARNER, PROFILES, REAL_MODEL_PROFILES, TINY, Profile
+from grpo.run_dir import launch_world_size
+from offline_demo.toy_task import max_distinct
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA_DEFAULTS = {"r": 16, "alpha": 32}
@@ -168,19 +170,10 @@ def detect_hardware(gpu_memory_gb: float | str | None = None) -> Hardware:
     return Hardware(None, bf16=False, visible=False)
 
 
-def launch_processes() -> int:
-    """Processes of this launch: WORLD_SIZE as `accelerate launch`/torchrun set it, else 1."""
-    text = os.environ.get("WORLD_SIZE", "").strip() or "1"
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"WORLD_SIZE={text!r} is not a positive whole number of processes")
-    return int(text)
-
-
 def report_to() -> list[str]:
     """TensorBoard always (local files, no account); wandb only when the user opts in with
     GRPO_USE_WANDB (the key comes from WANDB_API_KEY or `wandb login`, never from code)."""
-    opted_in = os.environ.get("GRPO_USE_WANDB", "").strip().lower() in netcheck.TRUTHY_VALUES
-    return ["tensorboard", "wandb"] if opted_in else ["tensorboard"]
+    return ["tensorboard", "wandb"] if netcheck.env_flag("GRPO_USE_WANDB") else ["tensorboard"]
 
 
 def model_shape(model: str) -> ModelShape | None:
@@ -353,15 +346,25 @@ def resolve(
 ) -> RunConfig:
     """The one resolution of a run's settings (see the module doc); raises ConfigError."""
     hardware = hardware or detect_hardware(args.gpu_memory_gb)
-    model, profile, why = choose_model_and_profile(
-        requested_name(args.model), args.profile, hardware
-    )
+    name = requested_name(args.model)
+    if looks_like_path(name) and not Path(name).expanduser().is_dir():
+        raise ConfigError(f"--model: no model folder at {name}")
+    model, profile, why = choose_model_and_profile(name, args.profile, hardware)
     overrides = _user_overrides(args)
     lora = _lora(args)
     grpo = grpo_settings(profile, output_dir / CHECKPOINTS, hardware, args.fp16, args.seed)
     grpo.update(overrides)
-    processes = launch_processes()
+    try:
+        processes = launch_world_size()
+    except UserError as error:
+        raise ConfigError(str(error)) from None
     train_size = args.train_size or profile.train_size
+    eval_size = args.eval_size or profile.evaluation.size
+    if profile.dataset == "toy" and eval_size > max_distinct("eval"):
+        raise ConfigError(
+            f"--eval-size {eval_size}: the toy task has only {max_distinct('eval'):,} distinct "
+            "held-out questions"
+        )
     shape = model_shape(model) if profile.dataset == "gsm8k" else None
     try:
         plan = make_plan(
@@ -408,7 +411,7 @@ def resolve(
         model=model,
         profile=profile,
         train_size=train_size,
-        eval_size=args.eval_size or profile.evaluation.size,
+        eval_size=eval_size,
         skip_eval=args.skip_eval,
         seed=args.seed,
         grpo=grpo,

@@ -1,17 +1,26 @@
 """One output folder, one run: a lock, a manifest written first and a completion mark written last.
 
-`run.json` says what the run is (command, settings) and how far it got: its status goes
-"running" -> "complete", or "failed"/"interrupted". A run killed outright (SIGKILL, power
-cut) leaves "running" behind, with its lock released, so a half-finished folder is never
-mistaken for a finished one. The lock (`.lock`, an fcntl lock holding the pid) keeps a
-second run out while the first is alive; the kernel drops it when its process dies.
+`run.json` says what the run is (the command that owns the folder, its settings) and how
+far it got: its status goes "running" -> "complete", or "failed"/"interrupted". A run
+killed outright (SIGKILL, power cut) leaves "running" behind, with its lock released, so a
+half-finished folder is never mistaken for a finished one. The lock (`.lock`, taken with
+`filelock`, which works on Linux, macOS and Windows) keeps a second run out while the first
+is alive; the operating system drops it when its process dies.
 
-Standard library only: the checks run before the command lines import torch.
+The rules (docs/command_lines.md states them for the user):
+
+* a folder belongs to the command that made it: no command takes over, clears or resumes
+  another command's folder, whatever the flags;
+* `--overwrite` clears only what a run of this project wrote: a non-empty folder without
+  run.json is refused, and nothing in it is touched;
+* `--resume` removes nothing up front, and resuming a complete run changes nothing.
+
+Standard library, `filelock` and `safetensors` only: the checks run before the command lines
+import torch.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -21,8 +30,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from grpo import artifacts
-from grpo.cli import UserError
+from filelock import FileLock, Timeout
+
+from grpo import artifacts, checkpoints
+from grpo.cli import NothingToDo, UserError
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -33,33 +44,93 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def default_owner() -> str:
+    """The running script's file name (`train_grpo.py`), the owner when none is given."""
+    return Path(sys.argv[0]).name
+
+
+def launch_world_size() -> int:
+    """How many processes a launcher (accelerate launch, torchrun) started: WORLD_SIZE, or 1
+    when it is unset. UserError if it is not a positive whole number."""
+    text = os.environ.get("WORLD_SIZE", "").strip()
+    if not text:
+        return 1
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise UserError(
+            f"WORLD_SIZE={text!r} is not a number of processes: unset it, or start the run "
+            "with `accelerate launch` or `torchrun`, which set it"
+        )
+    return size
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a multi-process launch (WORLD_SIZE > 1).
+
+    A stray RANK alone does not make a launch: without WORLD_SIZE > 1 this process is the
+    only one, and it must take the lock and write run.json."""
+    if launch_world_size() == 1:
+        return True
+    text = os.environ.get("RANK", "").strip() or "0"
+    try:
+        return int(text) == 0
+    except ValueError:
+        raise UserError(f"RANK={text!r} is not a process number: unset it") from None
+
+
 def read_record(folder: Path) -> dict | None:
     """The run.json of `folder`, or None if there is none (or it cannot be read)."""
     try:
-        record = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+        record = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
 
 
-def _lock(folder: Path) -> int:
-    """An open, exclusively locked `.lock` in `folder` holding our pid; UserError if taken."""
+def record_owner(record: dict) -> str | None:
+    """The command a run.json belongs to (older records name it only in "command")."""
+    command = record.get("command")
+    fallback = command[0] if isinstance(command, list) and command else None
+    return record.get("owner") or fallback
+
+
+def _lock(folder: Path, previous: dict | None) -> FileLock:
+    """The held lock of `folder`; UserError if a live run holds it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = FileLock(folder / LOCK_FILE, timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise UserError(_in_use(folder, previous)) from None
     except OSError as error:
         raise UserError(f"cannot write to output folder {folder}: {error.strerror}") from None
-    holder = os.read(fd, 32).decode(errors="replace").strip()
+    return lock
+
+
+def _live_holder(folder: Path) -> bool:
+    """True if a live process holds `folder`'s lock (nothing is created to find out)."""
+    if not (folder / LOCK_FILE).is_file():
+        return False
+    probe = FileLock(folder / LOCK_FILE, timeout=0)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        probe.acquire()
+    except Timeout:
+        return True
     except OSError:
-        os.close(fd)
-        raise UserError(_in_use(folder, holder)) from None
-    if holder:
-        print(f"Taking over the lock of {folder} left by pid {holder}, which is gone.")
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
+        return False  # an unreadable lock file: the claim itself will say why
+    probe.release()
+    return False
+
+
+def _in_use(folder: Path, record: dict | None) -> str:
+    holder = (record or {}).get("pid", "?")
+    return (
+        f"{folder} is in use by another run (pid {holder}); wait for it to finish "
+        "or choose another --output-dir"
+    )
 
 
 def _differences(before: dict, now: dict) -> list[str]:
@@ -86,74 +157,97 @@ def _check_folder(folder: Path) -> None:
         raise UserError(f"cannot write to output folder {folder}: {error.strerror}") from None
 
 
-def _in_use(folder: Path, holder: str) -> str:
-    return (
-        f"{folder} is in use by another run (pid {holder or '?'}); wait for it to finish "
-        "or choose another --output-dir"
+def _foreign_entries(folder: Path) -> list[str]:
+    """What `folder` holds besides a lock file and the temp files of our killed writers."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name != LOCK_FILE and not (p.name.startswith(".") and p.name.endswith(".tmp"))
     )
 
 
-def _live_holder(folder: Path) -> str | None:
-    """The pid in `folder`'s lock file if a live process holds the lock, else None."""
-    try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return os.read(fd, 32).decode(errors="replace").strip()
-    finally:
-        os.close(fd)  # also drops the shared lock, if it was granted
-    return None
+class _Claim:
+    """The decision about one folder: what a new attempt may do with it (nothing written)."""
 
+    def __init__(self, folder: Path, outputs: tuple[str, ...], settings: dict, owner: str):
+        self.folder, self.outputs, self.settings, self.owner = folder, outputs, settings, owner
 
-def _outputs_to_remove(
-    folder: Path,
-    previous: dict | None,
-    outputs: tuple[str, ...],
-    settings: dict,
-    resume: bool,
-    overwrite: bool,
-    keep: tuple[str, ...],
-    reuse_hint: str,
-) -> list[str]:
-    """The earlier outputs a new attempt must remove; UserError if it may not reuse them."""
-    leftovers = [name for name in outputs if (folder / name).exists()]
-    if resume:
-        _check_same_run(folder, previous, settings)
-        return [name for name in leftovers if name not in keep]
-    if leftovers and not overwrite:
-        status = (previous or {}).get("status", f"unknown, no {RUN_FILE}")
-        raise UserError(
-            f"{folder} already holds a run (status: {status}; {', '.join(leftovers)}): "
-            f"{reuse_hint}, or choose another --output-dir"
-        )
-    return leftovers
+    def to_remove(
+        self, previous: dict | None, resume: bool, overwrite: bool, keep: tuple[str, ...], hint: str
+    ) -> list[str]:
+        """The earlier outputs to remove before the new attempt; UserError (or NothingToDo)
+        if the folder may not be used as asked."""
+        if previous is None:
+            self._check_not_foreign(resume)
+            return []
+        self._check_owner(previous)
+        if resume:
+            self._check_same_run(previous)
+            if previous.get("status") == "complete":
+                raise NothingToDo(
+                    f"{self.folder} holds a complete run: nothing to resume, nothing changed. "
+                    "To run it again, pass --overwrite or choose another --output-dir."
+                )
+            return []  # nothing is removed: the resumed run replaces each result as it goes
+        leftovers = [name for name in self.outputs if (self.folder / name).exists()]
+        if leftovers and not overwrite:
+            resumable = not keep or any(checkpoints.steps(self.folder / name) for name in keep)
+            if not resumable:
+                hint = (
+                    f"it holds no {' or '.join(keep)} to resume from: "
+                    "pass --overwrite to replace it"
+                )
+            raise UserError(
+                f"{self.folder} already holds a run (status: {previous.get('status', '?')}; "
+                f"{', '.join(leftovers)}): {hint}, or choose another --output-dir"
+            )
+        return leftovers
 
+    def _check_not_foreign(self, resume: bool) -> None:
+        if resume:
+            raise UserError(
+                f"--resume: {self.folder} holds no {RUN_FILE}, so nothing shows which run it "
+                "belongs to; choose another --output-dir"
+            )
+        foreign = _foreign_entries(self.folder)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise UserError(
+                f"{self.folder} is not empty ({shown}) and holds no {RUN_FILE}, so no run of "
+                "this project made it: nothing in it is touched, not even with --overwrite. "
+                "Choose a new or empty --output-dir"
+            )
 
-def _check_same_run(folder: Path, previous: dict | None, settings: dict) -> None:
-    if previous is None:
-        raise UserError(
-            f"--resume: {folder} holds no {RUN_FILE}, so nothing shows which run its "
-            "checkpoints belong to; start afresh with --overwrite"
-        )
-    changed = _differences(previous.get("settings", {}), settings)
-    if changed:
-        raise UserError(
-            f"--resume: the run in {folder} was started with other settings ("
-            + "; ".join(changed)
-            + "): repeat its command with --resume, or start afresh with --overwrite"
-        )
+    def _check_owner(self, previous: dict) -> None:
+        owner = record_owner(previous)
+        if owner != self.owner:
+            raise UserError(
+                f"{self.folder} holds a run of {owner} (status: {previous.get('status', '?')}), "
+                f"not of {self.owner}: a command never takes over, clears or resumes another "
+                "command's folder, whatever the flags. Choose another --output-dir"
+            )
+
+    def _check_same_run(self, previous: dict) -> None:
+        changed = _differences(previous.get("settings", {}), self.settings)
+        if changed:
+            raise UserError(
+                f"--resume: the run in {self.folder} was started with other settings ("
+                + "; ".join(changed)
+                + "): repeat its command with --resume, or start afresh with --overwrite"
+            )
 
 
 class RunDir:
     """A claimed output folder: hold it while the run works, `finish()` it when done.
 
     `outputs` names what the run writes there. A folder that holds any of them is reused
-    only with `resume` (the settings must match run.json's; `keep` survives, the rest is
-    removed) or `overwrite` (all of them are removed first); `reuse_hint` says so to the
-    user. Other files are never touched.
+    only with `resume` (the settings must match run.json's; nothing is removed, and a
+    complete run raises NothingToDo) or `overwrite` (all of them are removed first; `keep`
+    names what a resume continues from, for the hint); `reuse_hint` says so to the user.
+    Other files are never touched. `owner` is the command that owns the folder (default:
+    the running script's name); another command's folder is always refused.
     """
 
     def __init__(
@@ -162,21 +256,26 @@ class RunDir:
         outputs: tuple[str, ...],
         settings: dict,
         *,
+        owner: str | None = None,
         resume: bool = False,
         overwrite: bool = False,
         keep: tuple[str, ...] = (),
         reuse_hint: str = REUSE_HINT,
     ):
         self.folder = Path(folder)
-        _check_folder(self.folder)
-        self._lock_fd: int | None = _lock(self.folder)
+        owner = owner or default_owner()
+        settings = json.loads(json.dumps(settings))  # compare what run.json can hold
+        flags = dict(resume=resume, overwrite=overwrite, keep=keep, reuse_hint=reuse_hint)
+        RunDir.preflight(self.folder, outputs, settings, owner=owner, **flags)
+        self._lock: FileLock | None = _lock(self.folder, read_record(self.folder))
         self._started = time.monotonic()
         try:
-            settings = json.loads(json.dumps(settings))  # compare what run.json can hold
-            previous = self._previous = read_record(self.folder)
-            stale = _outputs_to_remove(
-                self.folder, previous, outputs, settings, resume, overwrite, keep, reuse_hint
-            )
+            previous = self._previous = read_record(self.folder)  # again, under the lock
+            claim = _Claim(self.folder, outputs, settings, owner)
+            stale = claim.to_remove(previous, resume, overwrite, keep, reuse_hint)
+            if previous and previous.get("status") == "running":
+                dead = previous.get("pid")
+                print(f"Taking over the lock of {self.folder} from pid {dead}, which is gone.")
             for name in stale:
                 _remove(self.folder / name)
             artifacts.remove_temp_files(self.folder)
@@ -184,6 +283,7 @@ class RunDir:
             attempts = (previous or {}).get("attempts", 0) + 1 if resume else 1
             self.record = {
                 "status": "running",
+                "owner": owner,
                 "pid": os.getpid(),
                 "attempts": attempts,
                 "started_at": _now(),
@@ -201,6 +301,7 @@ class RunDir:
         outputs: tuple[str, ...],
         settings: dict,
         *,
+        owner: str | None = None,
         resume: bool = False,
         overwrite: bool = False,
         keep: tuple[str, ...] = (),
@@ -208,15 +309,16 @@ class RunDir:
     ) -> None:
         """The checks of claiming `folder`, without writing anything: a command line can
         refuse a folder it will not get before it spends time loading a model. The claim
-        itself checks again, under the lock."""
+        itself checks again, under the lock. Raises UserError, or NothingToDo for a
+        resumed run that is already complete."""
         folder = Path(folder)
         _check_folder(folder)
-        holder = _live_holder(folder)
-        if holder is not None:
-            raise UserError(_in_use(folder, holder))
-        settings = json.loads(json.dumps(settings))
         previous = read_record(folder)
-        _outputs_to_remove(folder, previous, outputs, settings, resume, overwrite, keep, reuse_hint)
+        if _live_holder(folder):
+            raise UserError(_in_use(folder, previous))
+        settings = json.loads(json.dumps(settings))
+        claim = _Claim(folder, outputs, settings, owner or default_owner())
+        claim.to_remove(previous, resume, overwrite, keep, reuse_hint)
 
     def check_resolved(self, resolved: dict, resume: bool) -> None:
         """Record what the names resolved to (model folder, profile); on --resume they must
@@ -239,15 +341,18 @@ class RunDir:
         self.record.update(fields, updated_at=_now())
         artifacts.write_json(self.folder / RUN_FILE, self.record)
 
-    def finish(self, status: str = "complete", **fields) -> None:
-        self.update(status=status, wall_time_s=self.wall_time_s(), **fields)
+    def finish(self, status: str = "complete", **fields) -> float:
+        """Mark the run `status` and return the wall time recorded; pass `wall_time_s` to
+        record the figure already printed or written to metrics.json."""
+        fields.setdefault("wall_time_s", self.wall_time_s())
+        self.update(status=status, **fields)
+        return fields["wall_time_s"]
 
     def release(self) -> None:
-        """Give the folder up: the lock file stays, empty, for the next run to take."""
-        if self._lock_fd is not None:
-            os.ftruncate(self._lock_fd, 0)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        """Give the folder up: the lock file stays, for the next run to take."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> RunDir:
         return self

@@ -88,7 +88,11 @@ def load_datasets(
     eval_size = eval_size or profile.evaluation.size
     if profile.dataset == "toy":
         return toy_splits(train_size, eval_size, seed)
-    return load_gsm8k("train", limit=train_size), load_gsm8k("test", limit=eval_size)
+    # GSM8K runs train the real model: the full data set or an error, never the excerpt.
+    return (
+        load_gsm8k("train", limit=train_size, allow_excerpt=False),
+        load_gsm8k("test", limit=eval_size, allow_excerpt=False),
+    )
 
 
 def eval_overlap_with_training(profile: Profile, train_set: Dataset, eval_set: Dataset) -> int:

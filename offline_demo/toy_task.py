@@ -15,20 +15,23 @@ prompts) draws from the training split only; the evaluation set draws from the o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
-
-from datasets import Dataset, DatasetInfo
+from typing import TYPE_CHECKING, Literal
 
 from data import build_prompt
+
+if TYPE_CHECKING:  # `datasets` is imported where used: the command lines check sizes first
+    from datasets import Dataset
 
 NAMES = ("Tom", "Mia", "Sam", "Lily", "Ben", "Emma", "Leo", "Zoe")
 ITEMS = ("apples", "books", "coins", "cards", "pens", "shells", "stickers", "marbles")
 EVAL_BUCKETS = 8  # one arithmetic signature in 8 (240 of the 1,863) is kept for evaluation
+MAX_AMOUNT, MAX_STEPS = 9, 2  # the numbers and steps `make_problem` draws
 
 Split = Literal["train", "eval"]
 _START = re.compile(r"\bhas (\d+) ")
@@ -50,10 +53,10 @@ class ToyProblem:
 def _step(rng: random.Random, total: int) -> tuple[str, str, str, int]:
     """One change to the running total: (clause, reasoning line, signed amount, new total)."""
     if total > 1 and rng.random() < 0.5:
-        amount = rng.randint(1, min(9, total - 1))
+        amount = rng.randint(1, min(MAX_AMOUNT, total - 1))
         line = f"{total} - {amount} = {total - amount}"
         return f"gives away {amount}", line, f"-{amount}", total - amount
-    amount = rng.randint(1, 9)
+    amount = rng.randint(1, MAX_AMOUNT)
     return (
         f"gets {amount} more",
         f"{total} + {amount} = {total + amount}",
@@ -65,9 +68,9 @@ def _step(rng: random.Random, total: int) -> tuple[str, str, str, int]:
 def make_problem(rng: random.Random) -> ToyProblem:
     """A one- or two-step problem whose answer is a small non-negative integer."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    start = rng.randint(1, 9)
+    start = rng.randint(1, MAX_AMOUNT)
     clauses, lines, signature, total = [], [], str(start), start
-    for _ in range(rng.choice((1, 2))):
+    for _ in range(rng.choice(range(1, MAX_STEPS + 1))):
         clause, line, change, total = _step(rng, total)
         clauses.append(clause)
         lines.append(line)
@@ -103,12 +106,43 @@ def make_problems(count: int, seed: int) -> list[ToyProblem]:
     return [make_problem(rng) for _ in range(count)]
 
 
+def _continuations(signature: str, total: int, steps: int) -> Iterator[str]:
+    """Every signature `make_problem` can reach from `signature` in 1..`steps` more steps."""
+    if steps == 0:
+        return
+    changes = [f"+{a}" for a in range(1, MAX_AMOUNT + 1)]
+    changes += [f"-{a}" for a in range(1, min(MAX_AMOUNT, total - 1) + 1)] if total > 1 else []
+    for change in changes:
+        yield signature + change
+        yield from _continuations(signature + change, total + int(change), steps - 1)
+
+
+def signatures() -> Iterator[str]:
+    """Every signature `make_problem` can draw (1,863 of them)."""
+    for start in range(1, MAX_AMOUNT + 1):
+        yield from _continuations(str(start), start, MAX_STEPS)
+
+
+@functools.cache
+def max_distinct(split: Split) -> int:
+    """How many distinct questions `split` holds: its signatures x names x items (15,360
+    for "eval"). No seed can give more, so larger requests are refused up front."""
+    in_split = sum(split_of(signature) == split for signature in signatures())
+    return in_split * len(NAMES) * len(ITEMS)
+
+
 def split_problems(count: int, seed: int, split: Split, distinct: bool = False) -> list[ToyProblem]:
     """`count` seeded problems whose signatures belong to `split` (distinct questions if asked).
 
     Problems of the other split are drawn and skipped, so a seed gives the same problems
     every time, and no training problem shares its computation with an evaluation problem.
+    ValueError if `distinct` asks for more questions than the split holds (`max_distinct`).
     """
+    if distinct and count > max_distinct(split):
+        raise ValueError(
+            f"the toy task's {split} split holds {max_distinct(split):,} distinct questions; "
+            f"{count:,} were asked for"
+        )
     rng = random.Random(seed)
     problems: list[ToyProblem] = []
     questions: set[str] = set()
@@ -138,6 +172,8 @@ SOURCE = "toy task (offline_demo)"
 def as_dataset(problems: list[ToyProblem]) -> Dataset:
     """The same columns as `data.load_gsm8k`: question, answer, prompt. The description
     names the source, as GSM8K's does, for metrics.json (grpo.run_record.data_source)."""
+    from datasets import Dataset, DatasetInfo
+
     return Dataset.from_dict(
         {
             "question": [p.question for p in problems],

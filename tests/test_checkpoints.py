@@ -111,7 +111,7 @@ def test_sharded_weights_are_checked_shard_by_shard(tmp_path):
 
     shard = checkpoint / "b.safetensors"
     shard.write_bytes(shard.read_bytes()[:-4])  # header intact, the last value cut short
-    assert checkpoints.problem(checkpoint) == "b.safetensors is truncated"
+    assert checkpoints.problem(checkpoint).startswith("b.safetensors is truncated")
 
 
 def test_no_complete_checkpoint_means_none(tmp_path, two_checkpoints):
@@ -120,3 +120,69 @@ def test_no_complete_checkpoint_means_none(tmp_path, two_checkpoints):
 
     assert checkpoints.newest_complete(tmp_path) is None
     assert checkpoints.newest_complete(tmp_path / "nothing-here") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Garbage: the check reports it and never raises
+# ---------------------------------------------------------------------------------------------
+
+
+def overwrite_middle(path: Path, garbage: bytes) -> None:
+    """`garbage` written over the middle of `path`, its length unchanged (bit rot, a bad copy)."""
+    content = bytearray(path.read_bytes())
+    start = len(content) // 2 - len(garbage) // 2
+    content[start : start + len(garbage)] = garbage
+    path.write_bytes(bytes(content))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        bytes([0x10, 0, 0, 0, 0, 0, 0, 0x80]) + b"\x00" * 100,  # a header length past 2**63
+        (2).to_bytes(8, "little") + b"[]",  # a header that is JSON but not a table
+        (4).to_bytes(8, "little") + b"\xff\xfe{}",  # not UTF-8
+    ],
+    ids=["huge-length", "list-header", "undecodable-header"],
+)
+@pytest.mark.parametrize("load", [False, True])
+def test_garbage_weights_are_a_problem_not_a_crash(tmp_path, two_checkpoints, content, load):
+    (two_checkpoints[1] / "model.safetensors").write_bytes(content)
+
+    found = checkpoints.problem(two_checkpoints[1], load=load)
+
+    assert found.startswith("model.safetensors is ")
+    assert checkpoints.newest_complete(tmp_path, load=load) == two_checkpoints[0]
+
+
+@pytest.mark.parametrize("part", ["model.safetensors", "optimizer.pt"])
+def test_garbage_inside_the_weights_or_optimizer_is_caught_before_resuming(two_checkpoints, part):
+    """4 KB of 0xff inside the data leaves every header and length intact: only reading the
+    values (NaN in the weights) or checking the CRCs (the optimizer) finds it."""
+    overwrite_middle(two_checkpoints[1] / part, b"\xff" * 4096)
+
+    found = checkpoints.problem(two_checkpoints[1], load=True)
+
+    assert found is not None and found.startswith(part)
+
+
+def test_resume_point_names_what_it_skipped(tmp_path, two_checkpoints):
+    for checkpoint in two_checkpoints:
+        (checkpoint / "optimizer.pt").unlink()
+
+    with pytest.raises(checkpoints.NoCheckpoint) as refused:
+        checkpoints.resume_point(tmp_path)
+
+    message = str(refused.value)
+    assert "checkpoint-6: optimizer.pt is missing" in message
+    assert "checkpoint-3: optimizer.pt is missing" in message
+
+
+def test_resume_point_says_when_no_checkpoint_was_saved(tmp_path):
+    with pytest.raises(
+        checkpoints.NoCheckpoint, match="holds no checkpoint: the run stopped before its first"
+    ):
+        checkpoints.resume_point(tmp_path / "checkpoints")
+
+
+def test_resume_point_is_the_newest_complete_checkpoint(tmp_path, two_checkpoints):
+    assert checkpoints.resume_point(tmp_path, load=True) == two_checkpoints[1]

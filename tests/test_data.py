@@ -57,10 +57,17 @@ def test_extract_hash_answer(text, expected):
     assert data.extract_hash_answer(text) == expected
 
 
-def test_system_prompt_is_the_widely_used_text():
-    assert data.SYSTEM_PROMPT == (
-        "Respond in the following format:\n<reasoning>\n...\n</reasoning>\n<answer>\n...\n</answer>"
-    )
+def test_the_system_prompt_asks_for_exactly_what_the_format_rewards_accept():
+    """A model that follows the instructions to the letter must earn the format rewards:
+    the prompt and the rewards describe one layout."""
+    from rewards import soft_format_reward_func, strict_format_reward_func
+
+    instruction, layout = data.SYSTEM_PROMPT.split("\n", 1)
+    assert "format" in instruction
+    followed = layout.replace("...", "3 + 4 = 7", 1).replace("...", "7", 1)
+
+    assert strict_format_reward_func(None, [followed]) == [0.5]
+    assert soft_format_reward_func(None, [followed]) == [0.5]
 
 
 def test_build_prompt_is_system_then_user():
@@ -70,30 +77,44 @@ def test_build_prompt_is_system_then_user():
     ]
 
 
-def test_read_jsonl_skips_and_reports_malformed_lines(tmp_path, capsys):
+BAD_LINES = {
+    "not-json": "{not json",
+    "not-an-object": "[1, 2]",
+    "no-answer": json.dumps({"question": "q"}),
+    "question-not-text": json.dumps({"question": 5, "answer": "#### 5"}),
+    "no-hash-marker": record("q", "a solution that lost its final line"),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_LINES), ids=list(BAD_LINES))
+def test_read_jsonl_rejects_the_file_at_its_first_bad_line(tmp_path, bad):
     path = write_lines(
         tmp_path / "mixed.jsonl",
-        [
-            record("q1", "a\n#### 1"),  # line 1: good
-            "{not json",  # line 2
-            "",  # line 3: blank, ignored silently
-            "[1, 2]",  # line 4: not an object
-            json.dumps({"question": "q5"}),  # line 5: no answer
-            json.dumps({"question": 5, "answer": "#### 5"}),  # line 6: question not a string
-            record("q7", "a\n#### 7"),  # line 7: good
-        ],
+        [record("q1", "a\n#### 1"), "", BAD_LINES[bad], record("q4", "a\n#### 4")],
     )
-    with pytest.warns(UserWarning) as caught:
-        records = data.read_jsonl(path)
+    with pytest.raises(ValueError, match=f"^{path}:3: "):
+        data.read_jsonl(path)
 
-    assert [r["question"] for r in records] == ["q1", "q7"]
-    warning_text = str(caught[0].message)
-    for number in (2, 4, 5, 6):
-        assert f"line {number}:" in warning_text
-    assert "line 3" not in warning_text
-    summary = capsys.readouterr().out
-    assert "Skipped 4 malformed line(s)" in summary
-    assert "lines 2, 4, 5, 6" in summary
+
+def test_read_jsonl_rejects_an_undecodable_byte_with_its_line(tmp_path):
+    path = tmp_path / "bytes.jsonl"
+    lines = [record("q1", "#### 1"), record("q2", "#### 2"), record("q3", "#### 3")]
+    path.write_bytes("\n".join(lines[:2]).encode() + b"\n\xff" + lines[2].encode() + b"\n")
+    with pytest.raises(ValueError, match=f"^{path}:3: not UTF-8 text"):
+        data.read_jsonl(path)
+
+
+def test_read_jsonl_rejects_an_empty_file(tmp_path):
+    path = write_lines(tmp_path / "empty.jsonl", ["", "  "])
+    with pytest.raises(ValueError, match="empty, no GSM8K records"):
+        data.read_jsonl(path)
+
+
+def test_read_jsonl_ignores_blank_lines(tmp_path):
+    path = write_lines(
+        tmp_path / "ok.jsonl", ["", record("q1", "#### 1"), " ", record("q2", "#### 2")]
+    )
+    assert [r["question"] for r in data.read_jsonl(path)] == ["q1", "q2"]
 
 
 def test_read_jsonl_missing_file_names_the_path(tmp_path):
@@ -133,26 +154,23 @@ def test_limit_must_be_positive(limit):
 def test_unknown_split_and_source_are_rejected():
     with pytest.raises(ValueError, match="split"):
         data.load_gsm8k("validation")
-    with pytest.raises(ValueError, match="source"):
+    with pytest.raises(data.DataUnavailable, match="Unknown GSM8K source 'kaggle'"):
         data.load_gsm8k("test", source="kaggle")
 
 
-def test_rows_without_gold_answer_are_skipped_and_counted(tmp_path, capsys):
+def test_an_unknown_source_in_the_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv(data.SOURCE_ENV_VAR, "xyz")
+    with pytest.raises(data.DataUnavailable, match=f"{data.SOURCE_ENV_VAR}=xyz; choose one of"):
+        data.load_gsm8k("test")
+
+
+def test_a_local_row_without_gold_answer_names_its_line(tmp_path):
     write_lines(
         tmp_path / "test.jsonl",
-        [
-            record("q1", "worked\n#### 1"),
-            record("q2", "a solution that lost its final line"),
-            record("q3", "worked\n#### 3,000"),
-        ],
+        [record("q1", "worked\n#### 1"), record("q2", "a solution that lost its final line")],
     )
-    dataset = data.load_gsm8k("test", source="local", path=tmp_path)
-
-    assert dataset["question"] == ["q1", "q3"]
-    assert dataset["answer"] == ["1", "3000"]
-    out = capsys.readouterr().out
-    assert "skipped 1 row(s) without a '#### <answer>' line" in out
-    assert "2 rows from the local file" in out
+    with pytest.raises(data.DataUnavailable, match="test.jsonl:2: the answer has no '####"):
+        data.load_gsm8k("test", source="local", path=tmp_path)
 
 
 def test_a_given_path_means_the_local_source(tmp_path, capsys):
@@ -212,12 +230,6 @@ def test_named_hub_source_offline_raises_with_the_way_out(monkeypatch):
 def test_named_local_source_without_a_path_raises_with_the_way_out():
     with pytest.raises(RuntimeError, match=f"{data.LOCAL_DIR_ENV_VAR} is not set"):
         data.load_gsm8k("train", source="local")
-
-
-def test_local_file_without_usable_rows_is_a_failure(tmp_path):
-    write_lines(tmp_path / "train.jsonl", [record("q1", "no gold answer")])
-    with pytest.raises(RuntimeError, match="no usable rows"):
-        data.load_gsm8k("train", source="local", path=tmp_path)
 
 
 @needs_shared_gsm8k
@@ -312,3 +324,84 @@ def test_no_question_is_in_both_splits(folder):
 
     assert questions["train"] and questions["test"]
     assert not questions["train"] & questions["test"]
+
+
+# ---------------------------------------------------------------------------------------------
+# No silent downgrade: a broken GSM8K_DIR is an error; the excerpt only where it is allowed
+# ---------------------------------------------------------------------------------------------
+
+BROKEN_FILES = {
+    "empty": b"",
+    "no-answer": (json.dumps({"question": "q"}) + "\n").encode(),
+    "no-hash-marker": (record("q", "just text") + "\n").encode(),
+    "bad-byte-line-3": (record("a", "#### 1") + "\n" + record("b", "#### 2") + "\n\xff\n").encode(),
+}
+
+
+@pytest.mark.parametrize("broken", list(BROKEN_FILES), ids=list(BROKEN_FILES))
+@pytest.mark.parametrize("allow_excerpt", [True, False])
+def test_a_broken_gsm8k_dir_is_an_error_never_a_fallback(
+    monkeypatch, tmp_path, broken, allow_excerpt
+):
+    write_lines(tmp_path / "train.jsonl", [record("q1", "#### 1")])
+    (tmp_path / "test.jsonl").write_bytes(BROKEN_FILES[broken])
+    monkeypatch.setenv(data.LOCAL_DIR_ENV_VAR, str(tmp_path))
+    where = str(tmp_path / "test.jsonl") + (":3" if broken == "bad-byte-line-3" else "")
+
+    with pytest.raises(data.DataUnavailable, match=f"is unusable: {where}"):
+        data.check_local_dir()
+    for split in data.SPLITS:  # the train file is fine, but the folder is refused for both
+        with pytest.raises(data.DataUnavailable, match="is unusable"):
+            data.load_gsm8k(split, allow_excerpt=allow_excerpt)
+
+
+def test_without_the_excerpt_an_offline_machine_gets_the_ways_out(capsys):
+    with pytest.raises(data.DataUnavailable) as caught:
+        data.load_gsm8k("train", limit=1000, allow_excerpt=False)
+
+    message = str(caught.value)
+    assert "Could not load the full GSM8K train: tried hub" in message
+    assert "modelscope" in message and "embedded" not in message.split("Ways out")[0]
+    for way_out in (data.LOCAL_DIR_ENV_VAR, "HF_ENDPOINT", "network"):
+        assert way_out in message
+    assert "rows from the embedded excerpt" not in capsys.readouterr().out
+
+
+def test_without_the_excerpt_the_embedded_source_is_refused(monkeypatch):
+    monkeypatch.setenv(data.SOURCE_ENV_VAR, "embedded")
+    with pytest.raises(data.DataUnavailable, match="GRPO_DATA_SOURCE=embedded asks for the 300"):
+        data.load_gsm8k("train", allow_excerpt=False)
+    with pytest.raises(data.DataUnavailable, match="GRPO_DATA_SOURCE=embedded asks for the 300"):
+        data.check_full_gsm8k_available()
+
+
+def test_without_the_excerpt_a_valid_gsm8k_dir_is_used(monkeypatch, tmp_path):
+    write_lines(tmp_path / "train.jsonl", [record("q1", "#### 1")])
+    write_lines(tmp_path / "test.jsonl", [record("q2", "#### 2")])
+    monkeypatch.setenv(data.LOCAL_DIR_ENV_VAR, str(tmp_path))
+
+    data.check_full_gsm8k_available()
+    assert data.load_gsm8k("test", allow_excerpt=False)["question"] == ["q2"]
+
+
+def test_the_full_data_preflight_refuses_only_when_no_source_can_answer(monkeypatch):
+    with pytest.raises(data.DataUnavailable, match="no source of it answers") as caught:
+        data.check_full_gsm8k_available()
+    assert "HF_ENDPOINT" in str(caught.value)
+
+    monkeypatch.setattr(netcheck, "modelscope_reachable", lambda: True)
+    data.check_full_gsm8k_available()  # ModelScope may have it: the loader decides
+
+
+def test_a_bug_in_a_source_is_not_reported_as_missing_data(monkeypatch):
+    """Only the errors of a failing source (network, files, content) mean "unavailable";
+    a programming error surfaces as itself."""
+
+    def broken(split):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(data, "_records_from_embedded", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        data.load_gsm8k("test")
+    with pytest.raises(TypeError, match="a bug"):
+        data.load_gsm8k("test", source="embedded")

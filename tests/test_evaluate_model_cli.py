@@ -19,7 +19,9 @@ from transformers import AutoModelForCausalLM
 
 import evaluate_model
 import train_grpo
+from grpo import artifacts, models
 from grpo.models import describe
+from grpo.run_dir import RunDir
 from offline_demo.warm_start import warm_start_path
 
 pytestmark = pytest.mark.usefixtures("warm_start_model", "one_torch_thread")
@@ -89,10 +91,11 @@ def test_evaluate_a_lora_adapter(lora_run, tmp_path):
 
 
 def test_adapter_is_merged_into_the_base_weights(lora_run):
-    base, adapter = evaluate_model.split_adapter(str(lora_run / "final"))
-    cpu = torch.device("cpu")
-    merged, _, base_path = evaluate_model.load_model(base, adapter, cpu, torch.float32)
-    plain = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    resolved = models.resolve_for_evaluation(str(lora_run / "final"))
+    merged, _, dtype = models.load_for_evaluation(resolved, torch.device("cpu"))
+    plain = AutoModelForCausalLM.from_pretrained(resolved.base, dtype=torch.float32)
+    assert resolved.adapter == lora_run / "final"
+    assert dtype == torch.float32  # on a CPU
     assert not isinstance(merged, PeftModel)
     assert not any("lora" in name for name in merged.state_dict())
     name = "model.layers.0.self_attn.q_proj.weight"
@@ -151,15 +154,16 @@ def test_missing_model_path_names_the_path(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_model_id_is_one_clear_line(tmp_path):
+def test_a_nested_missing_folder_is_refused_with_the_arguments(tmp_path, capsys):
+    """One rule for "is this a path" (grpo.model_names.looks_like_path): more than one '/'
+    is a folder, never a hub id."""
     with pytest.raises(SystemExit) as exit_info:
         evaluate_model.main(
             ["--model", "no/such/model", "--dataset", "toy", "--output-dir", str(tmp_path)]
         )
-    # A string code makes Python print it to stderr and exit with status 1.
-    assert exit_info.value.code == "evaluate_model.py: error: Model folder not found: no/such/model"
-    assert not (tmp_path / "metrics.json").exists()
-    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+    assert exit_info.value.code == 2
+    assert "model folder not found: no/such/model" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_folder_with_results_is_replaced_only_with_overwrite(tmp_path):
@@ -184,10 +188,11 @@ def test_adapter_with_a_missing_base_suggests_the_adapter_flag(tmp_path):
     (adapter / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(SystemExit) as exit_info:
         evaluate_model.main(
-            ["--model", str(adapter), "--dataset", "toy", "--output-dir", str(tmp_path)]
+            ["--model", str(adapter), "--dataset", "toy", "--output-dir", str(tmp_path / "out")]
         )
     assert str(gone) in exit_info.value.code
     assert "--adapter" in exit_info.value.code
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 def test_adapter_flag_needs_an_adapter_folder(tmp_path, capsys):
@@ -223,8 +228,8 @@ def test_vllm_backend_without_vllm_says_how_to_get_it(tmp_path):
 class FakeLLM:
     """vllm.LLM's interface, answered by transformers one prompt at a time (no padding)."""
 
-    def __init__(self, model: str, seed: int = 0):
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+    def __init__(self, model: str, seed: int = 0, dtype: torch.dtype = torch.float32):
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).eval()
 
     @torch.no_grad()
     def generate(self, prompts: list[dict], params) -> list:
@@ -260,5 +265,185 @@ def test_vllm_backend_scores_like_transformers(fake_vllm, lora_run, tmp_path, wi
     reference = run_cli(*common, "--batch-size", "4", "--output-dir", str(tmp_path / "hf"))
     via_vllm = run_cli(*common, "--backend", "vllm", "--output-dir", str(tmp_path / "vllm"))
     assert via_vllm["backend"] == "vllm"
+    assert via_vllm["eval_dtype"] == reference["eval_dtype"] == "float32"  # no bf16 here
     assert read_rows(tmp_path / "vllm") == read_rows(tmp_path / "hf")
     assert {k: via_vllm[k] for k in METRIC_KEYS} == {k: reference[k] for k in METRIC_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder belongs to the command that made it
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_an_interrupted_training_folder_is_never_taken_over(tmp_path, overwrite):
+    """Evaluating into a training run's folder used to mark it complete/evaluate_model.py,
+    after which `--resume` refused it and only --overwrite (deleting the checkpoints) freed it."""
+    outputs = ("metrics.json", "final", "checkpoints")
+    with pytest.raises(KeyboardInterrupt), RunDir(tmp_path, outputs, {}, owner="train_grpo.py"):
+        (tmp_path / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+        raise KeyboardInterrupt
+    record = (tmp_path / "run.json").read_bytes()
+
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_model.main(
+            ["--model", "tiny", "--dataset", "toy", "--limit", "2", "--output-dir", str(tmp_path)]
+            + overwrite
+        )
+
+    assert "holds a run of train_grpo.py" in exit_info.value.code
+    assert (tmp_path / "run.json").read_bytes() == record
+    assert (tmp_path / "checkpoints" / "checkpoint-5").is_dir()
+
+
+def test_a_folder_that_no_run_made_is_refused_even_with_overwrite(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_model.main(
+            ["--model", "tiny", "--dataset", "toy", "--limit", "2", "--overwrite"]
+            + ["--output-dir", str(tmp_path)]
+        )
+    assert "holds no run.json" in exit_info.value.code
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Every user error is one line, non-zero, with nothing written
+# ---------------------------------------------------------------------------------------------
+
+
+def fails_with(capsys, *args: str) -> str:
+    """The one line `evaluate_model.main(args)` exits with (status 1 or 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_model.main(list(args))
+    code = exit_info.value.code
+    message = code if isinstance(code, str) else capsys.readouterr().err.strip()
+    assert code in (2,) or isinstance(code, str), code
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def test_more_toy_questions_than_exist_are_refused_at_once(tmp_path, capsys):
+    message = fails_with(
+        capsys, "--model", "tiny", "--dataset", "toy", "--limit", "20000",
+        "--output-dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert "holds 15,360 distinct held-out questions, got 20,000" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_output_dir_is_refused(capsys):
+    message = fails_with(capsys, "--model", "tiny", "--dataset", "toy", "--output-dir", "")
+    assert "--output-dir" in message and "empty" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("GRPO_DATA_SOURCE", "xyz", "Unknown GSM8K GRPO_DATA_SOURCE=xyz"),
+        ("WANDB_BASE_URL", "http://[::1", "WANDB_BASE_URL='http://[::1' is not a URL"),
+        ("HF_ENDPOINT", "https://host:99999", "HF_ENDPOINT='https://host:99999' is not a URL"),
+    ],
+)
+def test_a_bad_setting_is_one_line_before_anything_is_written(
+    tmp_path, capsys, monkeypatch, variable, value, expected
+):
+    monkeypatch.setenv(variable, value)
+    message = fails_with(
+        capsys, "--model", "tiny", "--limit", "3", "--output-dir", str(tmp_path / "out")
+    )
+    assert expected in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cache_folder_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "cache").write_text("x")
+    monkeypatch.setenv("GRPO_CACHE_DIR", str(tmp_path / "cache"))
+    message = fails_with(
+        capsys, "--model", "tiny-random", "--dataset", "toy", "--output-dir", str(tmp_path / "o")
+    )
+    assert f"GRPO_CACHE_DIR={tmp_path / 'cache'} is a file" in message
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(source, target))
+
+
+def broken_models(tmp_path: Path, lora_final: Path) -> dict[str, tuple[list[str], str]]:
+    """name -> (--model/--adapter arguments, what the one line must say)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    truncated = copy_model(warm_start_path(), tmp_path / "truncated")
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    bad_config = copy_model(warm_start_path(), tmp_path / "bad-config")
+    (bad_config / "config.json").write_text("{not json")
+    run_folder = tmp_path / "run"
+    (run_folder / "final").mkdir(parents=True)
+    (run_folder / "run.json").write_text("{}")
+    cut_adapter = copy_model(lora_final, tmp_path / "cut-adapter")
+    adapter_weights = cut_adapter / "adapter_model.safetensors"
+    adapter_weights.write_bytes(adapter_weights.read_bytes()[:100])
+    no_base = copy_model(lora_final, tmp_path / "no-base")
+    config = json.loads((no_base / "adapter_config.json").read_text())
+    (no_base / "adapter_config.json").write_text(
+        json.dumps({**config, "base_model_name_or_path": None})
+    )
+    return {
+        "empty-folder": (["--model", str(empty)], "holds no model (no config.json)"),
+        "truncated-weights": (["--model", str(truncated)], "does not load: SafetensorError"),
+        "bad-config": (["--model", str(bad_config)], "config.json is unreadable"),
+        "run-folder": (["--model", str(run_folder)], f"pass its model, {run_folder / 'final'}"),
+        "truncated-adapter": (["--model", str(cut_adapter)], "the adapter in"),
+        "adapter-as-base": (
+            ["--model", str(lora_final), "--adapter", str(lora_final)],
+            "is a LoRA adapter, not a base model",
+        ),
+        "adapter-without-base": (["--model", str(no_base)], "names no base model"),
+    }
+
+
+BROKEN = [
+    "empty-folder", "truncated-weights", "bad-config", "run-folder", "truncated-adapter",
+    "adapter-as-base", "adapter-without-base",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_a_model_that_cannot_be_used_is_one_line(lora_run, tmp_path, capsys, broken):
+    arguments, expected = broken_models(tmp_path, lora_run / "final")[broken]
+    message = fails_with(
+        capsys, *arguments, "--dataset", "toy", "--limit", "2", "--output-dir", str(tmp_path / "o")
+    )
+    assert message.startswith("evaluate_model.py: error: ")
+    assert expected in message
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(artifacts, "write_jsonl", full)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_model.main(
+            ["--model", "tiny", "--dataset", "toy", "--limit", "2", "--max-new-tokens", "4"]
+            + ["--output-dir", str(tmp_path)]
+        )
+    assert exit_info.value.code.startswith("evaluate_model.py: error: the disk is full")
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "failed"
+
+
+def test_ctrl_c_is_a_clean_line(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_model, "load_questions", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_model.main(["--model", "tiny", "--dataset", "toy", "--output-dir", str(tmp_path)])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "evaluate_model.py: interrupted (Ctrl-C)\n"

@@ -103,12 +103,28 @@ def test_score_of_nothing_is_empty():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_greedy_generation_is_deterministic(tiny, rows):
-    prompts = list(rows["prompt"])
-    first = generate(tiny, prompts, batch_size=4)
-    second = generate(tiny, prompts, batch_size=4)
-    assert len(first) == len(prompts)
-    assert first == second
+@torch.no_grad()
+def test_generation_is_greedy_decoding_token_by_token(tiny, rows):
+    """Each answer is what picking the most likely token at every step gives, stopped at the
+    model's own stop token: a hand-rolled greedy loop, one prompt at a time, as reference."""
+    model, tokenizer = tiny
+    eos = model.generation_config.eos_token_id
+    stops = set(eos if isinstance(eos, list) else [eos])
+    prompts = list(rows["prompt"])[:2]
+    for prompt, generation in zip(prompts, generate(tiny, prompts, batch_size=2), strict=True):
+        text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        new: list[int] = []
+        while len(new) < MAX_NEW_TOKENS and not (new and new[-1] in stops):
+            new.append(
+                int(
+                    model(torch.cat([ids, torch.tensor([new], dtype=ids.dtype)], 1))
+                    .logits[0, -1]
+                    .argmax()
+                )
+            )
+        assert generation.num_tokens == len(new)
+        assert generation.text == tokenizer.decode(new, skip_special_tokens=True)
 
 
 def test_generation_lengths_and_text(tiny, rows):

@@ -148,9 +148,6 @@ def test_tiny_template_adds_qwens_default_system_message(tiny_tokenizer):
         "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
-    assert tiny_model.QWEN_DEFAULT_SYSTEM == (
-        "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-    )
 
 
 def test_tiny_template_keeps_a_given_system_message(tiny_tokenizer):
@@ -164,8 +161,19 @@ def test_tiny_template_keeps_a_given_system_message(tiny_tokenizer):
     )
 
 
-def test_tiny_tokenizer_uses_trls_qwen2_5_template(tiny_tokenizer):
-    assert tiny_tokenizer.chat_template == qwen2_5_chat_template
+@pytest.mark.parametrize("add_generation_prompt", [True, False])
+@pytest.mark.parametrize("conversation", list(CONVERSATIONS))
+def test_tiny_template_renders_like_trls_qwen2_5_template(
+    tiny_tokenizer, conversation, add_generation_prompt
+):
+    """What TRL renders for Qwen2.5 is what the tiny tokenizer renders: the reference that
+    is there without the real tokenizer files."""
+    messages = CONVERSATIONS[conversation]
+    render = dict(tokenize=False, add_generation_prompt=add_generation_prompt)
+    trls = tiny_tokenizer.apply_chat_template(
+        messages, chat_template=qwen2_5_chat_template, **render
+    )
+    assert tiny_tokenizer.apply_chat_template(messages, **render) == trls
 
 
 @needs_real_tokenizer
@@ -357,10 +365,16 @@ def test_resolve_tiny_random(tiny_cache, tiny_model_dir):
     assert models.resolve_model("tiny-random") == tiny_model_dir
 
 
-def test_tiny_names_the_warm_start_not_the_random_model(tiny_cache, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(models, "warm_start_path", lambda: Path("/warm-start"))
-    assert models.resolve_model("tiny") == Path("/warm-start")
-    assert models.resolve_model(" TINY ") == Path("/warm-start")
+def test_tiny_names_the_warm_start_not_the_random_model(tiny_cache, warm_start_model):
+    """`tiny` is the trained demo model: same shapes as tiny-random, other weights."""
+    from safetensors.torch import load_file
+
+    tiny = models.resolve_model("tiny")
+    assert models.resolve_model(" TINY ") == tiny != models.resolve_model("tiny-random")
+    trained = load_file(tiny / "model.safetensors")
+    random_ = load_file(models.resolve_model("tiny-random") / "model.safetensors")
+    assert {k: v.shape for k, v in trained.items()} == {k: v.shape for k, v in random_.items()}
+    assert any(not torch.equal(trained[k], random_[k]) for k in trained)
 
 
 def test_resolve_missing_folder_names_it(tiny_cache):
@@ -479,9 +493,12 @@ def test_default_device_is_cpu_without_gpu(capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_unknown_device_name_is_an_error():
-    with pytest.raises(RuntimeError, match="gpu"):
-        models.choose_device("gpu")
+def test_an_available_device_keeps_its_index(monkeypatch, capsys):
+    """The check is by device type: `cuda:1` on a machine with CUDA stays `cuda:1`."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert models.choose_device("cuda:1") == torch.device("cuda", 1)
+    assert models.choose_device("cpu") == torch.device("cpu")
+    assert capsys.readouterr().out == ""  # no fallback notice
 
 
 @pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
@@ -527,3 +544,43 @@ def test_load_tiny_model_and_tokenizer_on_cpu(tiny_cache, tiny_model_dir, capsys
     out = capsys.readouterr().out
     assert "the embedded tiny-qwen2" in out
     assert str(tiny_cache) not in out  # no machine-specific paths in logs
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluation loader: a base model or a LoRA adapter, checked before any weight is read
+# ---------------------------------------------------------------------------------------------
+
+
+def test_an_adapter_folder_resolves_to_its_base_and_itself(tiny_cache, tiny_model_dir, tmp_path):
+    config = {"base_model_name_or_path": str(tiny_model_dir)}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+
+    resolved = models.resolve_for_evaluation(str(tmp_path))
+
+    assert resolved == models.EvaluationModel(base=tiny_model_dir, adapter=tmp_path)
+    assert models.resolve_for_evaluation("tiny-random").adapter is None
+
+
+@pytest.mark.parametrize("base", [None, "", "  ", 5])
+def test_an_adapter_without_a_base_model_is_a_model_problem(tmp_path, base):
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
+    with pytest.raises(models.ModelProblem, match="names no base model.*--adapter"):
+        models.resolve_for_evaluation(str(tmp_path))
+
+
+def test_model_problems_are_user_errors_for_the_command_lines():
+    from grpo.cli import is_user_error
+
+    assert is_user_error(models.ModelProblem("x")) and is_user_error(models.ModelUnavailable("x"))
+    assert not is_user_error(RuntimeError("a bug"))
+
+
+@no_cuda_only
+def test_evaluation_loads_use_the_evaluation_precision(tiny_cache, monkeypatch):
+    """One rule for every evaluation (train_grpo.py's before/after, evaluate_model.py):
+    load_dtype(device, for_training=False); float32 on a CPU."""
+    resolved = models.resolve_for_evaluation("tiny-random")
+    model, _, dtype = models.load_for_evaluation(resolved, torch.device("cpu"))
+    assert dtype == models.load_dtype(torch.device("cpu"), for_training=False) == torch.float32
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert not model.training

@@ -185,3 +185,24 @@ def test_wandb_key_comes_from_the_environment_or_netrc(wandb_env, monkeypatch):
     assert not netcheck.wandb_key_available()
     monkeypatch.setenv("WANDB_API_KEY", "k")
     assert netcheck.wandb_key_available()
+
+
+# One rule for every on/off environment variable.
+BOOLEAN_SETTINGS = ("GRPO_USE_WANDB", "GRPO_DEBUG", *netcheck.OFFLINE_ENV_VARS)
+
+
+@pytest.mark.parametrize("name", BOOLEAN_SETTINGS)
+@pytest.mark.parametrize(
+    ("value", "on"),
+    [("1", True), ("true", True), ("TRUE", True), (" yes ", True), ("On", True)]
+    + [("0", False), ("false", False), ("no", False), ("", False), ("2", False), ("y", False)],
+)
+def test_every_boolean_setting_reads_the_same_values_as_on(monkeypatch, name, value, on):
+    from grpo.cli import debug_requested
+
+    monkeypatch.setenv(name, value)
+    assert netcheck.env_flag(name) is on
+    if name == "GRPO_DEBUG":  # the command lines' --debug switch reads it through the rule
+        assert debug_requested(False) is on
+    monkeypatch.delenv(name)
+    assert netcheck.env_flag(name) is False

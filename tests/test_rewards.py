@@ -150,6 +150,14 @@ def test_correctness_gold_none_scores_zero():
     assert score_one(correctness_reward_func, "None", None) == 0.0
 
 
+@pytest.mark.parametrize("gold", ["", " ", "\n"])
+@pytest.mark.parametrize("completion", ["", " ", "<answer>\n\n</answer>", "<answer></answer>"])
+def test_a_blank_gold_answer_rewards_nothing(gold, completion):
+    """An empty gold answer would otherwise reward an empty answer (a user's own dataset
+    may have such rows; GSM8K drops them)."""
+    assert correctness_reward_func(None, [completion], answer=[gold]) == [0.0]
+
+
 def test_correctness_without_answer_column_scores_zero():
     completions = ["<answer>72</answer>", "None", ""]
     assert correctness_reward_func(["q"] * 3, completions) == [0.0, 0.0, 0.0]
@@ -309,14 +317,28 @@ def test_xmlcount_reward_func_scores_both_completion_forms():
 # --- all reward functions --------------------------------------------------
 
 
-def test_reward_funcs_order_matches_the_seed_tutorial():
-    assert [reward_func.__name__ for reward_func in REWARD_FUNCS] == [
-        "xmlcount_reward_func",
-        "soft_format_reward_func",
-        "strict_format_reward_func",
-        "int_reward_func",
-        "correctness_reward_func",
-    ]
+FORMAT_FUNCS = [f for f in REWARD_FUNCS if f is not correctness_reward_func]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reasoning=st.text(max_size=60),
+    answer=st.text(alphabet="0123456789-,. x", max_size=8),
+    layout=st.sampled_from(["strict", "soft", "bare"]),
+)
+def test_no_format_is_worth_more_than_the_right_answer(reasoning, answer, layout):
+    """The module's promise: all format rewards together never exceed what the right answer
+    earns, so polishing the format can never pay better than getting the answer right."""
+    text = {
+        "strict": f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{answer}\n</answer>\n",
+        "soft": f"<reasoning>{reasoning}</reasoning> <answer>{answer}</answer>",
+        "bare": f"{reasoning} {answer}",
+    }[layout]
+    format_total = sum(f(["q"], [text], answer=["7"])[0] for f in FORMAT_FUNCS)
+    (right,) = correctness_reward_func(["q"], ["<answer>7</answer>"], answer=["7"])
+
+    assert len(FORMAT_FUNCS) == len(REWARD_FUNCS) - 1  # correctness is among them
+    assert right > 0 and format_total <= right
 
 
 @pytest.mark.parametrize("reward_func", REWARD_FUNCS)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from grpo import run_dir
-from grpo.cli import UserError
+from grpo.cli import NothingToDo, UserError, run_main
 from grpo.run_dir import RunDir
 
 OUTPUTS = ("metrics.json", "final", "checkpoints")
@@ -83,14 +83,46 @@ def test_a_failed_run_that_wrote_no_outputs_does_not_block_the_folder(tmp_path):
         claimed.finish()
 
 
-def test_resume_keeps_what_it_is_told_and_counts_attempts(tmp_path):
-    finished_run(tmp_path)
-    (tmp_path / "checkpoints").mkdir()
+def interrupted_run(folder: Path, owner: str | None = None) -> Path:
+    """A run stopped by Ctrl-C after writing a checkpoint and some results."""
+    with pytest.raises(KeyboardInterrupt), RunDir(folder, OUTPUTS, SETTINGS, owner=owner):
+        (folder / "checkpoints" / "checkpoint-5").mkdir(parents=True)
+        (folder / "metrics.json").write_text('{"accuracy": 0.5}\n')
+        raise KeyboardInterrupt
+    return folder
+
+
+def test_resume_removes_nothing_up_front_and_counts_attempts(tmp_path):
+    interrupted_run(tmp_path)
+    before = digests(tmp_path)
 
     with RunDir(tmp_path, OUTPUTS, SETTINGS, resume=True, keep=("checkpoints",)):
-        assert (tmp_path / "checkpoints").is_dir()
-        assert not (tmp_path / "metrics.json").exists()  # stale results are not left behind
+        assert (tmp_path / "checkpoints" / "checkpoint-5").is_dir()
+        assert (tmp_path / "metrics.json").read_bytes() == before["metrics.json"]
         assert record(tmp_path)["attempts"] == 2
+        assert record(tmp_path)["status"] == "running"  # the old results are not trusted yet
+
+
+def test_resuming_a_complete_run_changes_nothing(tmp_path):
+    finished_run(tmp_path)
+    before = digests(tmp_path)
+
+    with pytest.raises(NothingToDo, match="complete run: nothing to resume"):
+        RunDir.preflight(tmp_path, OUTPUTS, SETTINGS, resume=True)
+    with pytest.raises(NothingToDo):
+        RunDir(tmp_path, OUTPUTS, SETTINGS, resume=True, keep=("checkpoints",))
+
+    assert digests(tmp_path) == before
+
+
+def test_run_main_says_nothing_to_do_once_and_exits_zero(tmp_path, capsys):
+    finished_run(tmp_path)
+
+    def resume():
+        RunDir(tmp_path, OUTPUTS, SETTINGS, resume=True)
+
+    assert run_main("train_grpo.py", resume) is None
+    assert capsys.readouterr().out.startswith(f"train_grpo.py: {tmp_path} holds a complete run")
 
 
 def test_resume_refuses_a_run_with_other_settings(tmp_path):
@@ -129,6 +161,8 @@ def test_resolved_model_must_match_on_resume(tmp_path):
 
 
 def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path):
+    with RunDir(tmp_path, OUTPUTS, SETTINGS):
+        pass  # SIGKILL leaves run.json behind, and temp files:
     stale = tmp_path / ".metrics.json.k3j9x.tmp"
     stale.write_text('{"half')
     keep = tmp_path / "notes.tmp"  # not hidden: not ours
@@ -148,22 +182,25 @@ def test_a_second_run_is_refused_while_the_first_holds_the_folder(tmp_path, hold
     assert record(tmp_path)["pid"] == holder.pid  # the holder's manifest is untouched
     holder.kill()
     holder.wait()
-    # The kernel dropped the dead holder's lock: the folder can be taken over.
-    with RunDir(tmp_path, ("metrics.json",), {}) as claimed:
+    # The kernel dropped the dead holder's lock: the same command can take the folder over.
+    owner = record(tmp_path)["owner"]
+    with RunDir(tmp_path, ("metrics.json",), {}, owner=owner) as claimed:
         assert record(tmp_path)["pid"] == os.getpid()
         claimed.finish()
 
 
-def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_notice(tmp_path, capsys):
+def test_a_run_left_by_a_dead_process_is_taken_over_with_a_notice(tmp_path, capsys):
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     ).stdout.strip()
-    (tmp_path / run_dir.LOCK_FILE).write_text(dead)
-
     with RunDir(tmp_path, OUTPUTS, SETTINGS):
+        killed = {**record(tmp_path), "pid": int(dead)}  # as SIGKILL left it: still "running"
+    (tmp_path / run_dir.RUN_FILE).write_text(json.dumps(killed))
+
+    with RunDir(tmp_path, OUTPUTS, SETTINGS, resume=True):
         pass
 
-    assert f"left by pid {dead}" in capsys.readouterr().out
+    assert f"from pid {dead}, which is gone" in capsys.readouterr().out
 
 
 def test_output_dir_that_is_a_file_is_refused(tmp_path):
@@ -214,3 +251,113 @@ def test_preflight_sees_a_live_holder(tmp_path):
 
 def digests(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder belongs to the command that made it; --overwrite clears only what a run wrote
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("maker", "taker"),
+    [("train_grpo.py", "evaluate_model.py"), ("evaluate_model.py", "train_grpo.py")],
+)
+@pytest.mark.parametrize("flag", ["none", "overwrite", "resume"])
+def test_no_command_takes_over_another_commands_folder(tmp_path, maker, taker, flag):
+    interrupted_run(tmp_path, owner=maker)
+    before = digests(tmp_path)
+    flags = {"overwrite": flag == "overwrite", "resume": flag == "resume"}
+
+    for claim in (RunDir.preflight, RunDir):
+        with pytest.raises(UserError, match=f"holds a run of {maker} .* not of {taker}"):
+            claim(tmp_path, OUTPUTS, SETTINGS, owner=taker, **flags)
+
+    assert digests(tmp_path) == before
+    assert record(tmp_path)["owner"] == maker
+
+
+def test_a_folder_that_no_run_made_is_never_cleared(tmp_path):
+    """mkdir P/final; echo x > P/final/my_model.bin: --overwrite must not delete it."""
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "my_model.bin").write_text("x")
+    (tmp_path / "checkpoints").mkdir()
+
+    for overwrite in (False, True):
+        for claim in (RunDir.preflight, RunDir):
+            with pytest.raises(UserError, match="holds no run.json.*not even with --overwrite"):
+                claim(tmp_path, OUTPUTS, SETTINGS, overwrite=overwrite)
+
+    assert (tmp_path / "final" / "my_model.bin").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "final"]  # no .lock
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_not_told_to_resume(tmp_path):
+    with pytest.raises(KeyboardInterrupt), RunDir(tmp_path, OUTPUTS, SETTINGS):
+        (tmp_path / "metrics.json").write_text("{}")
+        (tmp_path / "checkpoints" / "runs").mkdir(parents=True)  # logs, but no checkpoint
+        raise KeyboardInterrupt
+
+    with pytest.raises(UserError) as refused:
+        RunDir(tmp_path, OUTPUTS, SETTINGS, keep=("checkpoints",))
+
+    assert "--resume" not in str(refused.value)
+    assert "no checkpoints to resume from: pass --overwrite" in str(refused.value)
+
+
+def test_finish_records_the_wall_time_it_returns(tmp_path):
+    with RunDir(tmp_path, OUTPUTS, SETTINGS) as claimed:
+        printed = claimed.finish(wall_time_s=3.4)
+    assert printed == record(tmp_path)["wall_time_s"] == 3.4
+
+
+# ---------------------------------------------------------------------------------------------
+# Launcher variables: only a real multi-process launch skips the lock
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "main"),
+    [
+        ({}, True),
+        ({"RANK": "1"}, True),  # a stray RANK is not a launch
+        ({"RANK": "1", "WORLD_SIZE": "1"}, True),
+        ({"RANK": "0", "WORLD_SIZE": "2"}, True),
+        ({"RANK": "1", "WORLD_SIZE": "2"}, False),
+    ],
+)
+def test_only_a_multi_process_launch_has_non_main_processes(monkeypatch, env, main):
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    assert run_dir.is_main_process() is main
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_world_size_that_is_no_process_count_is_a_user_error(monkeypatch, value):
+    monkeypatch.setenv("WORLD_SIZE", value)
+    with pytest.raises(UserError, match=f"WORLD_SIZE='{value}' is not a number of processes"):
+        run_dir.launch_world_size()
+
+
+def test_the_run_folder_module_imports_where_fcntl_does_not_exist():
+    """Windows has no fcntl: the command lines must still import there."""
+    code = "import sys; sys.modules['fcntl'] = None; import grpo.run_dir"
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_full_disk_while_saving_weights_is_one_line():
+    """safetensors reports ENOSPC only in its message (measured on a full 1 MB tmpfs)."""
+    from safetensors import SafetensorError
+
+    def save():
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    with pytest.raises(SystemExit) as caught:
+        run_main("train_grpo.py", save)
+    assert caught.value.code.startswith("train_grpo.py: error: the disk is full")

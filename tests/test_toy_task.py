@@ -109,3 +109,28 @@ def test_overlap_finds_training_problems_planted_in_an_evaluation_set():
     questions = [*evaluation["question"], *planted, *renamed]
 
     assert overlap(questions, train["question"]) == 15
+
+
+def test_the_signature_enumeration_is_exactly_what_problems_draw():
+    """max_distinct counts from `signatures()`: the bound is exact only if that is the very
+    set make_problem draws from (200,000 draws reach all 1,863 and nothing else)."""
+    rng = random.Random(3)
+    drawn = {toy_task.make_problem(rng).signature for _ in range(200_000)}
+    assert drawn == set(toy_task.signatures())
+
+
+def test_max_distinct_counts_the_questions_of_each_split():
+    eval_signatures = [s for s in toy_task.signatures() if split_of(s) == "eval"]
+    per_signature = len(toy_task.NAMES) * len(toy_task.ITEMS)  # one question per name and item
+    assert toy_task.max_distinct("eval") == len(eval_signatures) * per_signature
+    total = toy_task.max_distinct("eval") + toy_task.max_distinct("train")
+    assert total == len(set(toy_task.signatures())) * per_signature
+
+
+def test_more_distinct_questions_than_exist_is_refused_at_once():
+    """It used to draw for ever: 20,000 distinct held-out questions do not exist."""
+    too_many = toy_task.max_distinct("eval") + 1
+    with pytest.raises(ValueError, match=f"holds {too_many - 1:,} distinct questions"):
+        split_problems(too_many, seed=0, split="eval", distinct=True)
+    with pytest.raises(ValueError):
+        toy_task.held_out_dataset(20_000, seed=0)

@@ -48,6 +48,12 @@ def run_json(folder: Path) -> dict:
     return json.loads((folder / "run.json").read_text())
 
 
+def mark_interrupted(folder: Path, **fields) -> None:
+    """run.json as Ctrl-C leaves it: a complete run is never resumed."""
+    record = {**run_json(folder), "status": "interrupted", **fields}
+    (folder / "run.json").write_text(json.dumps(record))
+
+
 def test_a_finished_run_is_marked_complete(finished_run):
     record = run_json(finished_run)
     metrics = json.loads((finished_run / "metrics.json").read_text())
@@ -75,6 +81,7 @@ def test_resume_after_losing_the_newest_weights_uses_the_previous_checkpoint(
 ):
     checkpoints = copy_of_finished_run / "checkpoints"
     (checkpoints / "checkpoint-2" / "model.safetensors").unlink()
+    mark_interrupted(copy_of_finished_run)
 
     metrics = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
 
@@ -90,9 +97,10 @@ def test_resume_after_losing_the_newest_weights_uses_the_previous_checkpoint(
 
 
 def test_wall_time_adds_up_over_a_resume(copy_of_finished_run):
-    record = run_json(copy_of_finished_run)
-    record["wall_time_s"] = 1000.0  # as if the first attempt had run for 1000 s
-    (copy_of_finished_run / "run.json").write_text(json.dumps(record))
+    (copy_of_finished_run / "checkpoints" / "checkpoint-2").rename(
+        copy_of_finished_run / "checkpoints" / "checkpoint-2-gone"
+    )  # so that one step is left to train
+    mark_interrupted(copy_of_finished_run, wall_time_s=1000.0)  # as if it had run 1000 s
 
     metrics = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
 
@@ -158,3 +166,62 @@ def test_a_run_that_trained_no_step_is_a_failure(tmp_path, tiny_cache, monkeypat
     assert "training ran 0 steps" in caught.value.code
     assert run_json(tmp_path)["status"] == "failed"
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_resuming_a_complete_run_changes_nothing(copy_of_finished_run, capsys):
+    """It used to delete final/, metrics.json, summary.png and the completions first, then
+    train a step past the end."""
+    before = digests(copy_of_finished_run)
+
+    returned = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
+
+    assert returned is None  # exit status 0: the run the user asked for is there
+    assert "holds a complete run: nothing to resume, nothing changed" in capsys.readouterr().out
+    assert digests(copy_of_finished_run) == before
+
+
+@pytest.mark.parametrize("flag", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_a_folder_that_no_run_made_is_never_cleared(tmp_path, tiny_cache, flag):
+    folder = tmp_path / "P"
+    (folder / "final").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    (folder / "final" / "my_model.bin").write_text("x")
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*COMMAND, "--output-dir", str(folder), *flag])
+
+    assert "holds no run.json" in str(caught.value.code)
+    assert (folder / "final" / "my_model.bin").read_text() == "x"
+
+
+def test_an_evaluation_folder_is_never_taken_over_by_training(tmp_path, tiny_cache):
+    from grpo.run_dir import RunDir
+
+    with RunDir(tmp_path, ("metrics.json",), {}, owner="evaluate_model.py") as claimed:
+        (tmp_path / "metrics.json").write_text("{}")
+        claimed.finish()
+    before = digests(tmp_path)
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*COMMAND, "--output-dir", str(tmp_path), "--overwrite"])
+
+    assert "holds a run of evaluate_model.py" in str(caught.value.code)
+    assert digests(tmp_path) == before
+
+
+
+
+def test_a_stray_rank_does_not_skip_the_lock_and_run_json(tmp_path, tiny_cache, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+    train_grpo.main([*COMMAND, "--output-dir", str(tmp_path), "--skip-eval"])
+
+    assert run_json(tmp_path)["status"] == "complete"
+
+
+def test_a_world_size_that_is_no_number_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "abc")
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*COMMAND, "--output-dir", str(tmp_path)])
+    assert caught.value.code in (1, 2) or "WORLD_SIZE='abc'" in str(caught.value.code)
