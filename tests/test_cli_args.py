@@ -253,7 +253,7 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch):
 def test_a_folder_holding_a_finished_run_is_refused_before_loading(tmp_path):
     from grpo.run_dir import RunDir
 
-    with RunDir(tmp_path, train_grpo.OUTPUTS, {}) as claimed:
+    with RunDir(tmp_path, train_grpo.OUTPUTS, {}, owner="train_grpo.py") as claimed:
         (tmp_path / "metrics.json").write_text("{}")
         claimed.finish()
 

@@ -256,12 +256,13 @@ def test_dry_run_equals_the_recorded_run(case, tmp_path, qwen_standin_dir, gsm8k
         assert metrics["device"] == "cpu" and all(metrics["versions"].values())
 
 
-def test_use_vllm_is_colocated_with_its_share_planned(tmp_path, gpu_24gb, monkeypatch):
+def test_use_vllm_is_colocated_with_its_share_planned(tmp_path, gpu_24gb, monkeypatch, gsm8k_dir):
     """The GRPOConfig wiring TRL needs for vLLM inside the training process, and the plan
     counting vLLM's share of the card; a fake `vllm` module stands in for the real one."""
     import types
 
     monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+    monkeypatch.setenv("GSM8K_DIR", str(gsm8k_dir))
     monkeypatch.setattr(train_grpo.importlib.util, "find_spec", lambda name, *a: object())
     run = resolve(tmp_path, "--use-vllm", "--vllm-gpu-memory-utilization", "0.5", "--lora")
 

@@ -287,10 +287,17 @@ def test_cli_writes_metrics_summary_and_completions(interrupted_run):
 
 
 def test_resume_without_a_checkpoint_fails_naming_the_folder(tmp_path):
-    argv = ["--output-dir", str(tmp_path), "--model", "tiny", "--skip-eval", "--resume"]
+    """A run that died before its first checkpoint: --resume names where it looked."""
+    from grpo.run_dir import RunDir
+
+    output = tmp_path / "run"
+    argv = ["--output-dir", str(output), "--model", "tiny", "--skip-eval", "--resume"]
+    settings = train_grpo.parse_args(argv)[1].training_settings()
+    with RunDir(output, train_grpo.OUTPUTS, settings, owner="train_grpo.py") as claimed:
+        claimed.finish("failed")
 
     with pytest.raises(SystemExit) as excinfo:
         train_grpo.main(argv)
 
     assert excinfo.value.code not in (0, None)  # a message: exit status 1
-    assert str(tmp_path / "checkpoints") in str(excinfo.value.code)
+    assert str(output / "checkpoints") in str(excinfo.value.code)

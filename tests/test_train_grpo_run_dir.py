@@ -209,8 +209,6 @@ def test_an_evaluation_folder_is_never_taken_over_by_training(tmp_path, tiny_cac
     assert digests(tmp_path) == before
 
 
-
-
 def test_a_stray_rank_does_not_skip_the_lock_and_run_json(tmp_path, tiny_cache, monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
