@@ -115,6 +115,14 @@ def test_no_test_machinery_in_the_lesson(path):
     assert any("nbval-check-output" in cell_tags for cell_tags in tags)
 
 
+def test_notebook_02_shows_qwens_real_tokens():
+    """The tokenizer lesson shows Qwen2.5's own ids and Chinese tokens, whatever model ran."""
+    notebook = load(REPO / "notebooks" / "02_chat_template.ipynb")
+    outputs = json.dumps([cell.get("outputs", []) for cell in code_cells(notebook)])
+    assert "<|im_start|>(151644)" in outputs and "<|im_end|>(151645)" in outputs
+    assert "'\\u6bcf\\u5929'" in outputs  # '每天', one token in Qwen's vocabulary
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_shared_helpers_are_imported_not_redefined(path):
     sources = "\n".join("".join(cell["source"]) for cell in code_cells(load(path)))
