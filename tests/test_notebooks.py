@@ -142,6 +142,17 @@ def markdown_text(notebook: dict) -> str:
     )
 
 
+def prose(notebook: dict) -> str:
+    """The lesson's text: markdown without code spans and without 01's glossary, which names
+    each term in both languages on purpose."""
+    cells = [
+        "".join(cell["source"])
+        for cell in notebook["cells"]
+        if cell["cell_type"] == "markdown" and "### 术语表" not in "".join(cell["source"])
+    ]
+    return CODE_SPANS.sub("", "\n".join(cells))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_it_ends_with_exercises_and_references(path):
     text = markdown_text(load(path))
@@ -156,6 +167,42 @@ BARE_COMPLETION = re.compile(r"(?<![\w/])[Cc]ompletions?(?![\w])")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_completion_is_translated_in_the_prose(path):
     """The series calls a completion 回答; English stays only in code and identifiers."""
-    prose = CODE_SPANS.sub("", markdown_text(load(path)))
-    prose = prose.replace("TRL 把模型针对一个提示词（prompt）生成的文本叫 completion", "")
-    assert not BARE_COMPLETION.findall(prose)
+    text = prose(load(path)).replace("TRL 把模型针对一个提示词（prompt）生成的文本叫 completion", "")
+    assert not BARE_COMPLETION.findall(text)
+
+
+def test_01_holds_the_glossary_and_the_story():
+    text = markdown_text(load(REPO / "notebooks" / "01_load_model.ipynb"))
+    assert "### 术语表" in text
+    for term in ("提示词", "回答", "热身", "学习率预热", "优势", "参考模型"):
+        assert f"| {term} |" in text, f"the glossary lacks {term}"
+    for event in ("DeepSeekMath", "R1-Zero", "aha moment", "0.5B"):
+        assert event in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_one_word_per_concept_in_the_prose(path):
+    """Warm start is 热身; 预热 only ever means the learning-rate warm-up (学习率预热); a
+    prompt is 提示词 (English only inside code and in a term's first definition)."""
+    text = prose(load(path))
+    assert "预热" not in text.replace("学习率预热", ""), f"{path.name} uses 预热 for warm start"
+    bare = re.findall(r"(?<![\w/\-（(])[Pp]rompts?(?![\w\-）)])", text)
+    assert not bare, f"{path.name} has English 'prompt' in its prose"
+
+
+def test_notebook_05_trains_with_plain_trl_and_public_hooks_only():
+    notebook = load(REPO / "notebooks" / "05_grpo_training.ipynb")
+    sources = "\n".join("".join(cell["source"]) for cell in code_cells(notebook))
+    training = next(
+        "".join(cell["source"])
+        for cell in code_cells(notebook)
+        if "trainer.train()" in "".join(cell["source"]) and "USE_LORA" in "".join(cell["source"])
+    )
+    literal = ("GRPOConfig(", "GRPOTrainer(", "USE_LORA = False", "LoraConfig(")
+    seed_values = ("use_bias_correction_kl=False", "learning_rate=5e-6", "temperature=0.9")
+    for needle in literal + seed_values:
+        assert needle in training, needle
+    private_names = ("._logs", "_generate_and_score_completions", "_calculate_rewards")
+    for private in private_names:
+        assert private not in sources, f"notebook 05 uses TRL's private {private}"
+    assert "SMOKE_STEPS = None" in sources
