@@ -167,7 +167,9 @@ BARE_COMPLETION = re.compile(r"(?<![\w/])[Cc]ompletions?(?![\w])")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_completion_is_translated_in_the_prose(path):
     """The series calls a completion 回答; English stays only in code and identifiers."""
-    text = prose(load(path)).replace("TRL 把模型针对一个提示词（prompt）生成的文本叫 completion", "")
+    text = prose(load(path)).replace(
+        "TRL 把模型针对一个提示词（prompt）生成的文本叫 completion", ""
+    )
     assert not BARE_COMPLETION.findall(text)
 
 
@@ -206,3 +208,19 @@ def test_notebook_05_trains_with_plain_trl_and_public_hooks_only():
     for private in private_names:
         assert private not in sources, f"notebook 05 uses TRL's private {private}"
     assert "SMOKE_STEPS = None" in sources
+
+
+def test_notebook_05_rerun_never_evaluates_or_trains_the_trained_model_as_the_start():
+    """Each cell that evaluates "before" or trains loads its model itself from `model_path`, so
+    running the cells again in the same kernel starts from the untrained model again; "after"
+    reloads the saved final/ the same way "before" loaded its model."""
+    cells = [
+        "".join(cell["source"])
+        for cell in code_cells(load(REPO / "notebooks" / "05_grpo_training.ipynb"))
+    ]
+    before = next(cell for cell in cells if "before = evaluate(" in cell)
+    training = next(cell for cell in cells if "trainer.train()" in cell and "USE_LORA" in cell)
+    after = next(cell for cell in cells if "after = evaluate(" in cell)
+    assert "load_policy(model_path)" in before.split("before = evaluate(")[0]
+    assert "load_policy(model_path, for_training=True)" in training.split("GRPOTrainer(")[0]
+    assert 'load_policy(RUN_DIR / "final")' in after.split("after = evaluate(")[0]
