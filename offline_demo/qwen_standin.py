@@ -20,9 +20,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-# Qwen2.5-0.5B-Instruct's tokenizer, config.json and generation_config.json, where this
-# project's machines keep them (absent on a learner's machine).
-SHARED_QWEN_DIR = REPO.parent / "shared/data/qwen2.5-0.5b-instruct-tokenizer"
+# Qwen2.5-0.5B-Instruct's tokenizer, config.json and generation_config.json, shipped with the
+# repository (Apache-2.0, see its README), so the real-path tests run in any clone.
+QWEN_FILES_DIR = REPO / "assets" / "qwen2.5-0.5b-instruct"
+# The name callers used when the files lived outside the repository; same folder.
+SHARED_QWEN_DIR = QWEN_FILES_DIR
 STANDIN_BODY = dict(
     hidden_size=64,
     intermediate_size=128,
@@ -50,11 +52,11 @@ def _build(source: Path, folder: Path, body: dict, seed: int) -> Path:
     return folder
 
 
-def build_standin(folder: Path, source: Path = SHARED_QWEN_DIR, seed: int = 0) -> Path:
+def build_standin(folder: Path, source: Path = QWEN_FILES_DIR, seed: int = 0) -> Path:
     """Qwen2.5-0.5B-Instruct with its body shrunk (see the module doc), saved in `folder`."""
     return _build(source, folder, STANDIN_BODY, seed)
 
 
-def build_full_shape(folder: Path, source: Path = SHARED_QWEN_DIR, seed: int = 0) -> Path:
+def build_full_shape(folder: Path, source: Path = QWEN_FILES_DIR, seed: int = 0) -> Path:
     """Qwen2.5-0.5B-Instruct's exact shape with random weights, saved in `folder` (2 GB)."""
     return _build(source, folder, {}, seed)
