@@ -29,7 +29,7 @@ from grpo import netcheck
 from grpo.cache import cache_root
 from grpo.model_names import MODEL_ENV_VAR, looks_like_path, requested_name
 from grpo.run_config import choose_model_and_profile, detect_hardware
-from offline_demo.tiny_model import ENDOFTEXT, tiny_random_path
+from offline_demo.tiny_model import ENDOFTEXT, tiny_random_dir, tiny_random_path
 from offline_demo.warm_start import warm_start_dir, warm_start_path
 
 REAL_MODEL_ID = "Qwen/Qwen2.5-0.5B-Instruct"
@@ -113,6 +113,11 @@ def resolve_model(name: str | None = None, require_real: bool = False) -> Path:
             raise ModelUnavailable(f"Model folder not found: {path}")
         return path
     return download(REAL_MODEL_ID if name == "real" else name)
+
+
+def is_embedded(path: Path) -> bool:
+    """True for the two tiny models (random or warm-started): the offline demo's."""
+    return Path(path).resolve() in {warm_start_dir().resolve(), tiny_random_dir().resolve()}
 
 
 def choose_device(requested: str | None = None) -> torch.device:
