@@ -22,7 +22,8 @@ import os
 from pathlib import Path
 
 import data
-from grpo import checkpoints, netcheck
+import netcheck
+from grpo import checkpoints
 from grpo.cli import (
     Parser,
     UserError,

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
 
-from grpo.netcheck import TRUTHY_VALUES
+from netcheck import TRUTHY_VALUES
 
 DEBUG_ENV_VAR = "GRPO_DEBUG"
 EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143

@@ -13,8 +13,8 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
+import netcheck
 from data import load_gsm8k
-from grpo import netcheck
 from grpo.models import gpu_supports_bf16, is_embedded, resolve_model
 from grpo.profiles import PROFILES, REAL, REAL_MODEL_PROFILES, TINY, Profile
 from offline_demo import warm_start

@@ -14,7 +14,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from data import SYSTEM_PROMPT
-from grpo.cache import build_once, cache_root
+from offline_demo.cache import build_once, cache_root
 from offline_demo.toy_task import make_problems
 
 # Qwen2.5's special tokens and default system message, reproduced by the tiny tokenizer.

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from grpo import netcheck
+import netcheck
 
 PROXY_ENV_VARS = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
