@@ -69,7 +69,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerBase:
 
 
 def build_tiny_model(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
-    """A 2-layer Qwen2 with random weights, sized for a GRPO step in well under a second."""
+    """A 4-layer Qwen2 with random weights, sized for a GRPO step in well under a second."""
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(

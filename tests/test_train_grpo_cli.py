@@ -6,8 +6,9 @@ rotation, no lost steps, the resumed history) and the outputs of the finished ru
 (metrics.json, summary.png, completions, the final model). Sharing one run keeps the
 file under a minute (48 s measured on a 2-core machine at load 3-4).
 
-The warm start comes from the default cache (built once, about 3 minutes, and shared with
-the notebooks), so GRPO_CACHE_DIR is left alone.
+The warm start is the copy shipped in assets/tiny_qwen2_warm/ (or, after a recipe change
+not yet shipped, one built once into the default cache and shared with the notebooks), so
+GRPO_CACHE_DIR is left alone.
 """
 
 from __future__ import annotations
