@@ -17,6 +17,7 @@ import netcheck
 from data import load_gsm8k
 from grpo.models import gpu_supports_bf16, is_embedded, resolve_model
 from grpo.profiles import PROFILES, REAL, REAL_MODEL_PROFILES, TINY, Profile
+from grpo.progress import use_compact_progress
 from offline_demo import warm_start
 from offline_demo.toy_task import toy_splits
 from rewards import REWARD_FUNCS
@@ -63,7 +64,7 @@ def make_trainer(
 ) -> GRPOTrainer:
     """`GRPOTrainer` with the tutorial's five rewards (or `reward_funcs`), summed with
     equal weights."""
-    return GRPOTrainer(
+    trainer = GRPOTrainer(
         model=model,
         reward_funcs=list(reward_funcs),
         args=config,
@@ -71,6 +72,8 @@ def make_trainer(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    use_compact_progress(trainer)  # a bar and short lines, not the raw metric dictionaries
+    return trainer
 
 
 def select_policy(model: str | None = None, profile: str = "auto") -> tuple[Path, Profile]:
