@@ -52,8 +52,9 @@ def plot_reward_curves(log_history: list[dict], ax=None, window: int = ROLLING_W
         steps, values = zip(*points, strict=True)
         width = 2.5 if name == "total" else 1.3
         (raw,) = ax.plot(steps, values, linewidth=width * 0.6, alpha=0.3)
+        label = name.removesuffix("_reward_func")  # "correctness", not "correctness_reward_func"
         ax.plot(steps, rolling_mean(list(values), window), color=raw.get_color(),
-                linewidth=width, label=name)  # fmt: skip
+                linewidth=width, label=label)  # fmt: skip
     ax.set(
         xlabel="step",
         ylabel="mean reward",
