@@ -90,9 +90,8 @@ class CompactProgress(TrainerCallback):
             left = self.seconds_left(state.global_step, state.max_steps)
             self.bar.write(compact_line(logs, state.global_step, state.max_steps, left))
         elif "train_runtime" in logs:
-            self.bar.write(
-                f"trained {state.global_step} steps in {format_duration(logs['train_runtime'])}"
-            )
+            runtime = format_duration(logs["train_runtime"])  # this process's, when resumed
+            self.bar.write(f"training finished at step {state.global_step} after {runtime}")
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.bar is not None:

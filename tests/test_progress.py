@@ -48,6 +48,6 @@ def test_training_prints_compact_lines_not_metric_dictionaries(
     lines = out.splitlines()
     steps = [int(match.group(1)) for line in lines if (match := LINE.match(line))]
     assert steps == list(range(1, STEPS + 1)), out
-    assert re.search(rf"^trained {STEPS} steps in \d+s$", out, re.MULTILINE), out
+    assert re.search(rf"^training finished at step {STEPS} after \d+s$", out, re.M), out
     bar_finished = re.search(rf"\b{STEPS}/{STEPS} \[", err) is not None
     assert bar_finished is not disable_tqdm  # the bar, unless disable_tqdm hides it
