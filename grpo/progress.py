@@ -29,7 +29,7 @@ FIELDS = (
 
 
 def format_duration(seconds: float) -> str:
-    """ "1h02m", "3m07s" or "42s": short enough for a line that is read at a glance."""
+    """A duration as 1h02m, 3m07s or 42s: short enough for a line read at a glance."""
     seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
