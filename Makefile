@@ -11,11 +11,11 @@ TRAIN_FLAGS ?= --overwrite
 
 .PHONY: setup train test test-fast lint
 
+# pyproject.toml's dependencies and extras, each at requirements.txt's exact pin.
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet -c requirements.txt -e ".[notebooks,wandb,dev]"
 	touch $(BIN)/activate
 
 setup: $(BIN)/activate

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grpo import netcheck
+import netcheck
 
 if TYPE_CHECKING:  # `datasets` is imported where used: `check_local_dir` must stay light
     import datasets

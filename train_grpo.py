@@ -24,7 +24,8 @@ import os
 from pathlib import Path
 
 import data
-from grpo import checkpoints, netcheck
+import netcheck
+from grpo import checkpoints
 from grpo.cli import Parser, UserError, environment_problem, output_folder, run_main
 from grpo.plan import VLLM_REQUIREMENT
 from grpo.profiles import PROFILES

@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from grpo.cache import CACHE_ENV_VAR
-from grpo.netcheck import env_flag
+from netcheck import env_flag
+from offline_demo.cache import CACHE_ENV_VAR
 
 DEBUG_ENV_VAR = "GRPO_DEBUG"
 EXIT_USER_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143

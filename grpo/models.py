@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from grpo import netcheck
-from grpo.cache import cache_root
+import netcheck
 from grpo.model_names import MODEL_ENV_VAR, looks_like_path, requested_name
 from grpo.run_config import choose_model_and_profile, detect_hardware
+from offline_demo.cache import cache_root
 from offline_demo.tiny_model import ENDOFTEXT, tiny_random_dir, tiny_random_path
 from offline_demo.warm_start import warm_start_dir, warm_start_path
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt  # headless machines fall back to the Agg backend by themselves
 
 REWARD_PREFIX = "rewards/"
+ROLLING_WINDOW = 10  # logs per rolling mean: 10 steps at the profiles' logging_steps=1
 
 
 def reward_history(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -26,14 +27,40 @@ def reward_history(log_history: list[dict]) -> dict[str, list[tuple[int, float]]
     return series
 
 
-def plot_reward_curves(log_history: list[dict], ax=None):
-    """Total reward and each reward function's mean against the training step."""
+def rolling_mean(values: list[float], window: int = ROLLING_WINDOW) -> list[float]:
+    """The mean of each value and the `window - 1` before it (fewer at the start).
+
+    A GRPO step's reward is a mean over a few prompts, so it jumps from step to step; the
+    rolling mean shows the trend the raw curve hides.
+    """
+    means, total = [], 0.0
+    for index, value in enumerate(values):
+        total += value
+        if index >= window:
+            total -= values[index - window]
+        means.append(total / min(index + 1, window))
+    return means
+
+
+def plot_reward_curves(log_history: list[dict], ax=None, window: int = ROLLING_WINDOW):
+    """Each reward against the training step: faint per step, solid as a rolling mean.
+
+    The legend sits outside the plot, to the right, so it never hides a curve.
+    """
     ax = ax or plt.gca()
     for name, points in reward_history(log_history).items():
         steps, values = zip(*points, strict=True)
-        ax.plot(steps, values, label=name, linewidth=2.5 if name == "total" else 1.2)
-    ax.set(xlabel="step", ylabel="mean reward", title="GRPO rewards during training")
-    ax.legend(fontsize=8)
+        width = 2.5 if name == "total" else 1.3
+        (raw,) = ax.plot(steps, values, linewidth=width * 0.6, alpha=0.3)
+        label = name.removesuffix("_reward_func")  # "correctness", not "correctness_reward_func"
+        ax.plot(steps, rolling_mean(list(values), window), color=raw.get_color(),
+                linewidth=width, label=label)  # fmt: skip
+    ax.set(
+        xlabel="step",
+        ylabel="mean reward",
+        title=f"GRPO rewards: per step (faint), mean of the last {window} logs (solid)",
+    )
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(alpha=0.3)
     return ax
 
@@ -56,8 +83,9 @@ def plot_before_after(before: dict[str, float], after: dict[str, float], ax=None
 
 def summary_figure(log_history: list[dict], before: dict[str, float], after: dict[str, float]):
     """Curves and bars side by side: the one picture that says whether training worked."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    figure, (left, right) = plt.subplots(
+        1, 2, figsize=(13, 4.2), width_ratios=(1.4, 1), layout="constrained"
+    )
     plot_reward_curves(log_history, left)
     plot_before_after(before, after, right)
-    figure.tight_layout()
     return figure

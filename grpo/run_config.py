@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grpo import netcheck
+import netcheck
 from grpo.cli import UserError, bounded, comma_list, positive_float, positive_int
 from grpo.model_names import EMBEDDED_MODELS, looks_like_path, requested_name
 from grpo.plan import (

@@ -17,6 +17,7 @@ from data import load_gsm8k
 from grpo.model_names import requested_name
 from grpo.models import resolve_model
 from grpo.profiles import Profile
+from grpo.progress import use_compact_progress
 from grpo.run_config import RunConfig, choose_model_and_profile, detect_hardware, grpo_settings
 from offline_demo import warm_start
 from offline_demo.toy_task import toy_splits
@@ -62,7 +63,7 @@ def make_trainer(
 ) -> GRPOTrainer:
     """`GRPOTrainer` with the tutorial's five rewards (or `reward_funcs`), summed with
     equal weights."""
-    return GRPOTrainer(
+    trainer = GRPOTrainer(
         model=model,
         reward_funcs=list(reward_funcs),
         args=config,
@@ -70,6 +71,8 @@ def make_trainer(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    use_compact_progress(trainer)  # a bar and short lines, not the raw metric dictionaries
+    return trainer
 
 
 def select_policy(model: str | None = None, profile: str = "auto") -> tuple[Path, Profile]:

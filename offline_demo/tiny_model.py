@@ -14,7 +14,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from data import SYSTEM_PROMPT
-from grpo.cache import build_once, cache_root
+from offline_demo.cache import build_once, cache_root
 from offline_demo.toy_task import make_problems
 
 # Qwen2.5's special tokens and default system message, reproduced by the tiny tokenizer.
@@ -69,7 +69,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerBase:
 
 
 def build_tiny_model(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
-    """A 2-layer Qwen2 with random weights, sized for a GRPO step in well under a second."""
+    """A 4-layer Qwen2 with random weights, sized for a GRPO step in well under a second."""
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(

@@ -37,7 +37,7 @@ from pathlib import Path
 from datasets import Dataset
 
 from data import build_prompt
-from grpo.cache import build_once, cache_root, rebuild
+from offline_demo.cache import build_once, cache_root, rebuild
 from offline_demo.tiny_model import TINY_BUILD_VERSION, tiny_random_path
 from offline_demo.toy_task import ToyProblem, overlap, split_problems
 

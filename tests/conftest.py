@@ -13,7 +13,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny random model, built once (a few seconds) in a temporary GRPO_CACHE_DIR."""
-    from grpo.cache import CACHE_ENV_VAR
+    from offline_demo.cache import CACHE_ENV_VAR
     from offline_demo.tiny_model import tiny_random_path
 
     cache = tmp_path_factory.mktemp("grpo-cache")
@@ -25,7 +25,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def tiny_cache(monkeypatch, tiny_model_dir) -> Path:
     """Point GRPO_CACHE_DIR at the session's cache, so `tiny_random_path()` finds the model."""
-    from grpo.cache import CACHE_ENV_VAR
+    from offline_demo.cache import CACHE_ENV_VAR
 
     cache = tiny_model_dir.parent
     monkeypatch.setenv(CACHE_ENV_VAR, str(cache))

@@ -1,9 +1,9 @@
-"""Tests for grpo/cache.py: a rebuild either completes or leaves the previous folder alone
+"""Tests for offline_demo/cache.py: a rebuild either completes or leaves the previous folder alone
 (build_once is tested in test_models.py)."""
 
 import pytest
 
-from grpo import cache
+from offline_demo import cache
 
 
 class BuildError(Exception):

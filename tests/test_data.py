@@ -9,7 +9,7 @@ import datasets
 import pytest
 
 import data
-from grpo import netcheck
+import netcheck
 
 SHARED_GSM8K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
 needs_shared_gsm8k = pytest.mark.skipif(

@@ -53,7 +53,7 @@ def refusal(capsys, tmp_path, *flags: str) -> str:
 
 
 def test_no_gpu_means_the_offline_demo_even_with_network(tmp_path, no_gpu, monkeypatch):
-    from grpo import netcheck
+    import netcheck
 
     monkeypatch.setattr(netcheck, "hub_reachable", lambda: True)  # a download would work
     run = resolve(tmp_path)

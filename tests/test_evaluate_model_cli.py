@@ -1,8 +1,9 @@
 """Tests for evaluate_model.py: a LoRA adapter saved by train_grpo.py, the tiny model, bad input.
 
 Everything runs in this process (`main([...])`), which saves the ~10 s that a fresh Python
-spends importing torch and transformers. The warm start comes from the default cache
-(~/.cache/grpo-tutorial): building it takes a few CPU minutes, so it is not rebuilt here.
+spends importing torch and transformers. The warm start is the copy shipped in
+assets/tiny_qwen2_warm/ (after a recipe change not yet shipped, one built once into the
+default cache), so GRPO_CACHE_DIR is left alone.
 """
 
 import importlib.machinery

@@ -1,4 +1,4 @@
-"""Tests for grpo.models, grpo.cache and offline_demo.tiny_model: building, choosing, loading."""
+"""Tests for grpo.models and offline_demo (cache, tiny_model): building, choosing, loading."""
 
 import json
 import time
@@ -11,8 +11,9 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 from trl.chat_template_utils import qwen2_5_chat_template
 
 import data
-from grpo import cache, models, netcheck
-from offline_demo import tiny_model
+import netcheck
+from grpo import models
+from offline_demo import cache, tiny_model
 
 REAL_TOKENIZER_DIR = (
     Path(__file__).resolve().parents[1].parent / "shared/data/qwen2.5-0.5b-instruct-tokenizer"

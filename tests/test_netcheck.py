@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from grpo import netcheck
+import netcheck
 
 PROXY_ENV_VARS = ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 
@@ -70,14 +70,32 @@ def test_bad_hosts_and_ports_give_false_instead_of_raising(host, port):
     assert not netcheck.host_reachable(host, port, timeout=1.0)
 
 
-def test_probe_results_are_cached():
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
-        assert netcheck.host_reachable("127.0.0.1", port)
-    # The server is closed now, but the cached answer stands until cache_clear().
-    assert netcheck.host_reachable("127.0.0.1", port)
-    netcheck.host_reachable.cache_clear()
-    assert not netcheck.host_reachable("127.0.0.1", port)
+def connections_received(server: socket.socket) -> int:
+    """How many connections reached `server` (they wait in its backlog until accepted)."""
+    server.settimeout(0.2)
+    count = 0
+    while True:
+        try:
+            connection, _ = server.accept()
+        except TimeoutError:
+            return count
+        connection.close()
+        count += 1
+
+
+def test_a_run_probes_each_endpoint_once(monkeypatch):
+    """A run asks "is the hub reachable?" from several places (data, model choice, ...):
+    only the first question costs a connection (or, offline, the timeout); a mirror set
+    later is a new endpoint and is probed afresh, not answered from the old one."""
+    with (
+        socket.create_server(("127.0.0.1", 0)) as hub,
+        socket.create_server(("127.0.0.1", 0)) as mirror,
+    ):
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.getsockname()[1]}")
+        assert all(netcheck.hub_reachable() for _ in range(3))
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{mirror.getsockname()[1]}")
+        assert netcheck.hub_reachable() and netcheck.hub_reachable()
+        assert (connections_received(hub), connections_received(mirror)) == (1, 1)
 
 
 @pytest.mark.parametrize(

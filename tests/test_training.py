@@ -1,9 +1,9 @@
 """Tests for training.py: GRPOConfig arguments, model/data choice, logging targets, and learning.
 
-The learning tests train the warm-started tiny model, which is cached in the default cache
-(``~/.cache/grpo-tutorial`` or $GRPO_CACHE_DIR): built once (about 3 minutes on a 2-core CPU)
-and shared with the notebooks, so these tests never point GRPO_CACHE_DIR at a temporary
-folder.
+The learning tests train the warm-started tiny model: the copy shipped in
+``assets/tiny_qwen2_warm/``, or, after a recipe change not yet shipped, one built once into
+the default cache (``~/.cache/grpo-tutorial`` or $GRPO_CACHE_DIR) and shared with the
+notebooks, so these tests never point GRPO_CACHE_DIR at a temporary folder.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from grpo.cache import CACHE_ENV_VAR
 from grpo.profiles import TINY
 from offline_demo import warm_start
+from offline_demo.cache import CACHE_ENV_VAR
 from offline_demo.toy_task import question_signature, split_of, toy_splits
 
 SHIPPED_FILES = {

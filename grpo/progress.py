@@ -1,0 +1,117 @@
+"""What the console shows while GRPO trains: a progress bar and one short line per log.
+
+transformers' own progress callback prints the whole metric dictionary at every logging
+step: for GRPO that is about 1,500 characters of rewards, clipping ratios and token counts,
+80 times in the tiny demo. `CompactProgress` keeps the bar and prints only what a learner
+watches: the step, the mean reward, the correctness reward, the KL to the reference model,
+the mean completion length and the time left. Every metric still reaches TensorBoard (and
+metrics.json through `trainer.state.log_history`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+from tqdm.auto import tqdm
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
+
+from rewards import correctness_reward_func
+
+# (label, log key, format): a field is left out of the line when its key is not logged
+# (KL only exists with beta > 0; correctness only with the tutorial's reward functions).
+FIELDS = (
+    ("reward", "reward", "{:.2f}"),
+    ("correct", f"rewards/{correctness_reward_func.__name__}/mean", "{:.2f}"),
+    ("KL", "kl", "{:.4f}"),
+    ("length", "completions/mean_length", "{:.0f}"),
+)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as 1h02m, 3m07s or 42s: short enough for a line read at a glance."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def compact_line(logs: dict, step: int, max_steps: int, seconds_left: float | None) -> str:
+    """One log entry as `step 10/80 | reward 1.23 | correct 0.41 | ... | ~1m05s left`.
+
+    The time left is an estimate: the mean time per step so far times the steps to go.
+    """
+    parts = [f"step {step}/{max_steps}"]
+    parts += [f"{label} {fmt.format(logs[key])}" for label, key, fmt in FIELDS if key in logs]
+    if seconds_left is not None:
+        parts.append(f"~{format_duration(seconds_left)} left")
+    return " | ".join(parts)
+
+
+class CompactProgress(TrainerCallback):
+    """A progress bar plus `compact_line` for every training log, on the main process only.
+
+    Installed in place of transformers' own progress output by `use_compact_progress`.
+    With `disable_tqdm` the bar is hidden and the lines are still printed.
+    """
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+        self.started = 0.0
+        self.first_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.bar = tqdm(
+                total=state.max_steps,
+                initial=state.global_step,
+                dynamic_ncols=True,
+                disable=args.disable_tqdm,
+            )
+            self.started, self.first_step = time.monotonic(), state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def seconds_left(self, step: int, max_steps: int) -> float | None:
+        """Mean seconds per step since training (or resuming) began, times the steps to go."""
+        done = step - self.first_step
+        if done <= 0:
+            return None
+        return (time.monotonic() - self.started) / done * (max_steps - step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.bar is None or not logs:
+            return
+        if "reward" in logs:  # a GRPO step; other entries (the final summary) are skipped
+            left = self.seconds_left(state.global_step, state.max_steps)
+            self.bar.write(compact_line(logs, state.global_step, state.max_steps, left))
+        elif "train_runtime" in logs:
+            runtime = format_duration(logs["train_runtime"])  # this process's, when resumed
+            self.bar.write(f"training finished at step {state.global_step} after {runtime}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def transformers_progress_callbacks() -> list[type[TrainerCallback]]:
+    """The callbacks a Trainer prints its logs with: ProgressCallback, PrinterCallback (with
+    `disable_tqdm`) and, inside Jupyter, NotebookProgressCallback (which needs IPython)."""
+    defaults: list[type[TrainerCallback]] = [ProgressCallback, PrinterCallback]
+    if importlib.util.find_spec("IPython") is not None:
+        from transformers.utils.notebook import NotebookProgressCallback
+
+        defaults.append(NotebookProgressCallback)
+    return defaults
+
+
+def use_compact_progress(trainer: Trainer) -> None:
+    """Swap the trainer's default progress output for `CompactProgress`."""
+    for callback in transformers_progress_callbacks():
+        trainer.remove_callback(callback)
+    trainer.add_callback(CompactProgress())

@@ -1,0 +1,53 @@
+"""Tests for grpo/progress.py: what the console shows while GRPO trains."""
+
+import re
+
+import pytest
+
+from grpo import training
+from grpo.models import load_policy
+from grpo.profiles import TINY
+from grpo.progress import compact_line, format_duration
+
+STEPS = 3
+LINE = re.compile(
+    rf"^step (\d)/{STEPS} \| reward -?\d+\.\d\d \| correct \d\.\d\d \| KL -?\d+\.\d{{4}} "
+    r"\| length \d+ \| ~\d+s left$"
+)
+
+
+@pytest.mark.parametrize(
+    "seconds, text", [(0, "0s"), (42.4, "42s"), (187, "3m07s"), (3720, "1h02m"), (-3, "0s")]
+)
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_a_line_leaves_out_what_was_not_logged():
+    """Without a reference model (beta 0) TRL logs no KL; custom rewards log no correctness."""
+    logs = {"reward": 1.234, "completions/mean_length": 30.6, "rewards/mine/mean": 0.5}
+    assert compact_line(logs, 4, 80, None) == "step 4/80 | reward 1.23 | length 31"
+
+
+@pytest.mark.parametrize("disable_tqdm", [False, True])
+def test_training_prints_compact_lines_not_metric_dictionaries(
+    disable_tqdm, tmp_path, tiny_cache, capsys, monkeypatch
+):
+    monkeypatch.delenv("GRPO_USE_WANDB", raising=False)
+    config = training.make_config(
+        TINY, tmp_path, max_steps=STEPS, max_completion_length=8, per_device_train_batch_size=8,
+        num_generations=4, save_strategy="no", report_to=[], use_cpu=True, bf16=False,
+        disable_tqdm=disable_tqdm,
+    )  # fmt: skip
+    model, tokenizer, _ = load_policy("tiny-random", device="cpu", for_training=True)
+    train_set, _ = training.load_datasets(TINY, train_size=8, eval_size=2)
+    training.make_trainer(model, tokenizer, train_set, config).train()
+
+    out, err = capsys.readouterr()
+    assert "{'" not in out + err and "'reward'" not in out + err  # no raw dictionary
+    lines = out.splitlines()
+    steps = [int(match.group(1)) for line in lines if (match := LINE.match(line))]
+    assert steps == list(range(1, STEPS + 1)), out
+    assert re.search(rf"^training finished at step {STEPS} after \d+s$", out, re.M), out
+    bar_finished = re.search(rf"\b{STEPS}/{STEPS} \[", err) is not None
+    assert bar_finished is not disable_tqdm  # the bar, unless disable_tqdm hides it
