@@ -238,7 +238,9 @@ def run_metrics(config, model_path, train_set, eval_set, trainer, before, after)
     return metrics
 
 
-def train(args: argparse.Namespace, config: RunConfig, run_dir: RunDir | None) -> dict:
+def train(
+    args: argparse.Namespace, config: RunConfig, model_path: Path, run_dir: RunDir | None
+) -> dict:
     """Evaluate, train, evaluate; `run_dir` is None in the non-main processes of a launch."""
     from transformers import set_seed
     from transformers.integrations import is_deepspeed_zero3_enabled
@@ -246,7 +248,6 @@ def train(args: argparse.Namespace, config: RunConfig, run_dir: RunDir | None) -
     from grpo import artifacts, plots
 
     set_seed(config.seed)
-    model_path = model_folder(config)
     if run_dir:
         from grpo.models import describe
 
@@ -303,11 +304,12 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
     check_device(config)
     for line in config.notes:
         print(line)
+    model_path = model_folder(config)  # a model that cannot be had stops the run here
     if not main_process:
-        return train(args, config, None)
+        return train(args, config, model_path, None)
     with RunDir(args.output_dir, **claim) as run_dir:
         run_dir.update(config=config.settings())
-        metrics = train(args, config, run_dir)
+        metrics = train(args, config, model_path, run_dir)
         wall = run_dir.finish(global_step=metrics["steps"], wall_time_s=metrics["wall_time_s"])
     print(f"Done in {wall} s; results in {args.output_dir}")
     return metrics

@@ -73,8 +73,11 @@ GRPO_FLAGS: dict[str, dict] = {
         type=bounded(float, 0.0, 1.0, strict=True), help="with --use-vllm (default 0.3)"
     ),
 }
-# Fields that change only what is saved, printed or logged: --resume accepts other values.
-BOOKKEEPING_FIELDS = frozenset({"save_steps", "save_total_limit", "logging_steps", "report_to"})
+# Fields that change only what is saved, printed or logged, or where (a run folder may be
+# moved): --resume accepts other values.
+BOOKKEEPING_FIELDS = frozenset(
+    {"save_steps", "save_total_limit", "logging_steps", "report_to", "output_dir"}
+)
 
 
 class ConfigError(ValueError):

@@ -135,11 +135,16 @@ def subprocess_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_script(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
+def run_script(tmp_path: Path, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`argv` run offline; `env` replaces settings (GSM8K_DIR instead of the excerpt)."""
+    settings = subprocess_env(tmp_path)
+    if env:
+        settings.pop("GRPO_DATA_SOURCE")
+        settings.update(env)
     return subprocess.run(
         [sys.executable, *argv],
         cwd=REPO,
-        env=subprocess_env(tmp_path),
+        env=settings,
         capture_output=True,
         text=True,
         timeout=900,
@@ -148,11 +153,12 @@ def run_script(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow  # 9-11 s per case on the 2-core CI machine
 @pytest.mark.parametrize("how", [("--model", "real"), ("--profile", "real")])
-def test_real_model_unavailable_fails_fast_and_writes_nothing(tmp_path, how):
-    """--allow-cpu: past the CPU rule (which refuses earlier still) to the download."""
+def test_real_model_unavailable_fails_fast_and_writes_nothing(tmp_path, how, gsm8k_dir):
+    """--allow-cpu: past the CPU rule (which refuses earlier still) to the download; the
+    full-data check passes (a GSM8K_DIR), so what stops the run is the model."""
     output = tmp_path / "run"
     args = ("--output-dir", str(output), "--allow-cpu", *how)
-    result = run_script(tmp_path, "train_grpo.py", *args)
+    result = run_script(tmp_path, "train_grpo.py", *args, env={"GSM8K_DIR": str(gsm8k_dir)})
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr

@@ -60,7 +60,7 @@ def test_a_finished_run_is_marked_complete(finished_run):
 
     assert record["status"] == "complete"
     assert record["settings"]["model"] == "tiny-random"
-    assert record["resolved"]["resolved_profile"] == "tiny"
+    assert record["config"]["profile"] == "tiny"
     assert metrics["steps"] == 2
     assert metrics["wall_time_s"] > 0
 

@@ -97,7 +97,10 @@ def test_trl_turns_the_seed_batch_into_four_prompts_of_sixteen(tmp_path, no_wand
 def test_bf16_trainer_keeps_fp32_master_weights(tmp_path, monkeypatch, no_wandb, tiny_cache):
     """With bf16 on (as on an Ampere GPU, patched in here so the CPU can run it), the
     trainer's model stays float32 before and after an optimiser step: bf16 is autocast."""
-    monkeypatch.setattr(training, "gpu_supports_bf16", lambda: True)
+    from grpo.run_config import Hardware
+
+    gpu = Hardware(24.0, bf16=True, visible=True)
+    monkeypatch.setattr(training, "detect_hardware", lambda: gpu)
     config = training.make_config(
         TINY, tmp_path, max_steps=1, max_completion_length=8, per_device_train_batch_size=8,
         num_generations=4, save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
