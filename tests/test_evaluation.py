@@ -305,3 +305,20 @@ def test_evaluate_on_an_empty_dataset_gives_zeros(tiny, rows):
         "mean_tokens": 0.0,
         "num_examples": 0,
     }
+
+
+def test_a_shorter_budget_scores_like_a_run_with_that_budget(warm):
+    """Scoring the first N tokens of the long greedy answers equals evaluating with
+    max_new_tokens=N: one generation gives both (the learner profile's 512 and 200)."""
+    model, tokenizer = warm
+    questions = toy_task.toy_splits(train_size=1, eval_size=40, seed=0)[1]
+    long = evaluation.evaluate(
+        model, tokenizer, questions, max_new_tokens=48, progress=False, also_scored_at=(16,)
+    )
+    short = evaluation.evaluate(model, tokenizer, questions, max_new_tokens=16, progress=False)
+
+    for name in ("accuracy", "strict_format", "soft_format"):
+        assert long.metrics[f"{name}_at_16_tokens"] == short.metrics[name], name
+    # The budget matters on these questions (reasoned answers need more than 16 tokens),
+    # so equal scores are not a coincidence of two identical runs.
+    assert long.metrics["strict_format"] > short.metrics["strict_format"]
