@@ -21,12 +21,20 @@ import argparse
 import gc
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import data
 import netcheck
 from grpo import checkpoints
-from grpo.cli import Parser, UserError, environment_problem, output_folder, run_main
+from grpo.cli import (
+    Parser,
+    UserError,
+    environment_problem,
+    output_folder,
+    run_main,
+    usage_error,
+)
 from grpo.plan import VLLM_REQUIREMENT
 from grpo.profiles import PROFILES
 from grpo.run_config import CHECKPOINTS, ConfigError, RunConfig, add_arguments, resolve
@@ -56,9 +64,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunCo
     if args.output_dir.exists() and not args.output_dir.is_dir():
         parser.error(f"argument --output-dir: {args.output_dir} is a file, not a folder")
     try:
-        return args, resolve(args, args.output_dir)
+        config = resolve(args, args.output_dir)
     except ConfigError as error:
         parser.error(str(error))
+    if config.refusal and not args.dry_run:
+        parser.error(config.refusal)
+    return args, config
 
 
 def check_environment(config: RunConfig) -> None:
@@ -319,6 +330,8 @@ def main(argv: list[str] | None = None) -> dict:
     args, config = parse_args(argv)
     if args.dry_run:  # nothing loaded, nothing written
         print(config.render())
+        if config.refusal:  # the plan, and why this machine would refuse to start it
+            usage_error(Path(sys.argv[0]).name, config.refusal)
         return {}
     return run_main("train_grpo.py", lambda: run(args, config), debug=args.debug)
 

@@ -235,6 +235,7 @@ class RunConfig:
     hardware: Hardware
     plan: Plan = field(compare=False)
     notes: tuple[str, ...] = ()  # one line per automatic decision
+    refusal: str | None = None  # why this machine must not start the run (--dry-run shows it)
 
     @property
     def real_data(self) -> bool:
@@ -401,10 +402,7 @@ def resolve(
             f"{hardware.gpu_memory_gb:g} GB (--dry-run shows the plan)"
         )
     device = "cpu" if hardware.gpu_memory_gb is None else "cuda"
-    if device == "cpu":
-        problem = cpu_problem(shape, plan.steps, args.allow_cpu)
-        if problem:
-            raise ConfigError(problem)
+    refusal = cpu_problem(shape, plan.steps, args.allow_cpu) if device == "cpu" else None
     notes = (
         why,
         f"{plan.steps:,} steps, estimated {duration(plan.steps * plan.seconds_per_step)} "
@@ -424,4 +422,5 @@ def resolve(
         hardware=hardware,
         plan=plan,
         notes=notes,
+        refusal=refusal,
     )

@@ -94,6 +94,43 @@ def test_a_folder_of_real_size_is_refused_on_a_cpu(tmp_path, no_gpu, capsys, con
     assert "--allow-cpu" in message and "494M" in message
 
 
+def test_dry_run_shows_the_plan_and_disk_of_a_run_this_machine_refuses(tmp_path, no_gpu):
+    """--profile learner on a CPU: the plan (disk per checkpoint and peak, in GB) is printed,
+    then the refusal the real command would give, with a usage exit status."""
+    result = subprocess.run(
+        [sys.executable, "train_grpo.py", "--profile", "learner", "--dry-run",
+         "--output-dir", str(tmp_path / "run")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "one checkpoint 5.94 GB" in result.stdout and "= 17.82 GB" in result.stdout
+    assert "--allow-cpu" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_the_learner_profile_without_gsm8k_stops_before_writing(tmp_path, qwen_standin_dir):
+    """No full GSM8K source (offline, no GSM8K_DIR): seconds, one line, nothing written;
+    never the 300-row excerpt under a GSM8K run's name."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GSM8K_DIR", "GRPO_DATA_SOURCE")}
+    env.update(
+        HF_HUB_OFFLINE="0",
+        HF_ENDPOINT="http://127.0.0.1:9",
+        MODELSCOPE_ENDPOINT="http://127.0.0.1:9",
+    )
+    output = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "train_grpo.py", "--model", str(qwen_standin_dir), "--profile",
+         "learner", "--output-dir", str(output)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "GSM8K" in result.stderr and "GSM8K_DIR" in result.stderr
+    assert not output.exists()
+
+
 def test_the_embedded_models_keep_the_toy_profile(tmp_path, gpu_24gb, capsys):
     assert resolve(tmp_path, "--model", "tiny").profile.name == "tiny"
     assert "--profile tiny" in refusal(capsys, tmp_path, "--model", "tiny", "--profile", "learner")
@@ -222,11 +259,11 @@ def test_dry_run_equals_the_recorded_run(case, tmp_path, qwen_standin_dir, gsm8k
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GSM8K_DIR": str(gsm8k_dir)}
     env.pop("GRPO_USE_WANDB", None)
     standin = ["--model", str(qwen_standin_dir)]
-    # Evaluating the stand-in (151,936-entry vocabulary, never stops, 512 tokens) costs half
-    # a minute on a 2-core CPU: the stand-in runs train only; the tiny run evaluates.
+    # Evaluating the stand-in (151,936-entry vocabulary, never stops, 512 tokens) costs
+    # seconds per question on a 2-core CPU: one question, and only in the real-profile run.
     flags = {
         "tiny default": SMALL,
-        "standin real": [*standin, "--profile", "real", *SMALL_REAL, "--skip-eval"],
+        "standin real": [*standin, "--profile", "real", *SMALL_REAL, "--eval-size", "1"],
         "standin lora r64": [*standin, "--lora", "--lora-r", "64", *SMALL_REAL, "--skip-eval"],
     }[case]
     output = tmp_path / "run"
@@ -246,7 +283,7 @@ def test_dry_run_equals_the_recorded_run(case, tmp_path, qwen_standin_dir, gsm8k
     assert str(gsm8k_dir) in metrics["data_source"] or planned["dataset"] == "toy"
     if "--skip-eval" not in flags:
         assert metrics["eval_dtype"] == "float32"  # before and after, one precision (CPU)
-        assert metrics["num_eval_examples"] == 2
+        assert metrics["num_eval_examples"] == planned["eval_size"]
         assert metrics["param_dtype"] == "float32" and metrics["mixed_precision"] == "no"
         assert metrics["eval_generation"]["do_sample"] is False
         assert metrics["eval_generation"]["repetition_penalty"] == 1.0  # not the file's 1.1
