@@ -26,7 +26,7 @@ train: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests
