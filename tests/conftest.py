@@ -58,9 +58,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        # `make test` runs two workers (pytest-xdist, --dist loadgroup): a file's tests stay
-        # together, so its module fixtures (a trained run, a launched DDP pair) are built once.
-        item.add_marker(pytest.mark.xdist_group(item.path.name))
 
 
 @pytest.fixture(scope="session")
