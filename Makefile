@@ -15,7 +15,7 @@ TRAIN_FLAGS ?= --overwrite
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --no-compile -c requirements.txt -e ".[notebooks,wandb,dev]"
+	$(BIN)/pip install --quiet -c requirements.txt -e ".[notebooks,wandb,dev]"
 	touch $(BIN)/activate
 
 setup: $(BIN)/activate
@@ -23,13 +23,10 @@ setup: $(BIN)/activate
 train: setup
 	$(BIN)/python train_grpo.py --output-dir $(OUTPUT_DIR) $(TRAIN_FLAGS)
 
-# Two pytest-xdist workers, one test file (or notebook: nbval keeps one kernel per file) per
-# worker at a time; then notebook 06, which evaluates the model notebook 05 trained.
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile --ignore=notebooks/06_evaluation.ipynb
-	$(BIN)/python -m pytest notebooks/06_evaluation.ipynb
+	$(BIN)/python -m pytest
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests
