@@ -77,9 +77,10 @@ def check_environment(config: RunConfig) -> None:
     problem = environment_problem()
     if problem:
         raise UserError(problem)
-    data.check_local_dir()
     if config.real_data:  # the learner and real profiles never fall back to the excerpt
-        data.check_full_gsm8k_available()
+        data.check_full_gsm8k_available()  # GSM8K_DIR's files included
+    else:
+        data.check_local_dir()
     if config.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is None:
         raise UserError(
             f"--use-vllm needs vLLM (Linux + CUDA GPU): pip install '{VLLM_REQUIREMENT}', the "

@@ -30,6 +30,7 @@ from grpo.model_names import EMBEDDED_MODELS, looks_like_path, requested_name
 from grpo.plan import (
     BF16_ABOVE_GB,
     QWEN2_5_0_5B,
+    SECONDS_PER_STEP,
     TINY_SHAPE,
     ModelShape,
     Plan,
@@ -189,8 +190,8 @@ def model_shape(model: str) -> ModelShape | None:
         return None
     try:
         return ModelShape.from_config(config)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # the loader reports an unreadable model folder with its own message
+    except ValueError:  # from_config's one error: the loader reports such a folder itself
+        return None
 
 
 def is_demo_model(model: str) -> bool:
@@ -213,8 +214,8 @@ def cpu_problem(shape: ModelShape | None, steps: int, allow_cpu: bool) -> str | 
     return (
         f"{shape.name} has {shape.parameters() / 1e6:.0f}M parameters and this machine has no "
         f"CUDA GPU: {steps:,} GRPO steps would take days on a CPU (a T4 GPU is estimated at "
-        "48 s per step, see --dry-run). Run it on a GPU, use --model tiny for the offline "
-        "demo, or pass --allow-cpu to train here anyway."
+        f"{SECONDS_PER_STEP['fp32']:g} s per step, see --dry-run). Run it on a GPU, use "
+        "--model tiny for the offline demo, or pass --allow-cpu to train here anyway."
     )
 
 
