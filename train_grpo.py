@@ -4,6 +4,7 @@
     python train_grpo.py --output-dir runs/demo --dry-run  # the same run's settings and plan
     python train_grpo.py --profile real --output-dir runs/epoch   # the full epoch (GPU)
     python train_grpo.py --output-dir runs/demo --resume    # continue after a crash or Ctrl-C
+    python train_grpo.py --config configs/learner_lora.yaml --output-dir runs/lora  # a recipe
     accelerate launch --config_file configs/accelerate_ddp.yaml --num_processes 2 \
         train_grpo.py --output-dir runs/ddp                  # see docs/scaling.md
 
@@ -26,8 +27,9 @@ from pathlib import Path
 
 import data
 import netcheck
-from grpo import checkpoints
+from grpo import checkpoints, grpo_fields
 from grpo.cli import (
+    ConfigError,
     Parser,
     UserError,
     environment_problem,
@@ -37,9 +39,17 @@ from grpo.cli import (
 )
 from grpo.plan import VLLM_REQUIREMENT
 from grpo.profiles import PROFILES
-from grpo.run_config import CHECKPOINTS, ConfigError, RunConfig, add_arguments, resolve
+from grpo.run_config import CHECKPOINTS, RunConfig, add_arguments, resolve
 from grpo.run_dir import RunDir, is_main_process
 
+PROG = "train_grpo.py"
+GRPO_FIELDS_HELP = (
+    "Any other flag names a field of TRL's GRPOConfig (default: the profile's value), e.g. "
+    "--max-steps N, --learning-rate LR, --num-generations G, --per-device-train-batch-size B, "
+    "--gradient-accumulation-steps A, --max-completion-length L, --beta B, --loss-type T, "
+    "--temperature T, --save-steps N, --gradient-checkpointing [true|false]. "
+    "--help-grpo lists all of them with TRL's help."
+)
 OUTPUTS = (
     "metrics.json", "summary.png", "completions_before.jsonl", "completions_after.jsonl",
     "final", CHECKPOINTS,
@@ -47,10 +57,35 @@ OUTPUTS = (
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunConfig]:
-    """The arguments and the run they resolve to; a mistake exits with status 2."""
-    parser = Parser(description=__doc__.split("\n\n")[0])
+    """The arguments and the run they resolve to; a mistake exits with status 2.
+
+    Precedence, highest first: the command line, the --config file, the profile, TRL's
+    defaults. This command's own flags are read first, without TRL; what is left must be
+    GRPOConfig fields, which TRL's parser types (grpo.grpo_fields).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = Parser(add_help=False, allow_abbrev=False)
+    first.add_argument("--config", type=Path)
+    first.add_argument("--help-grpo", action="store_true")
+    early, _ = first.parse_known_args(argv)
+    if early.help_grpo:
+        grpo_fields.print_help(PROG)
+        raise SystemExit(0)
+
+    parser = Parser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog=GRPO_FIELDS_HELP,
+        allow_abbrev=False,
+    )
     parser.add_argument("--output-dir", type=output_folder, required=True)
-    add_arguments(parser, PROFILES)
+    parser.add_argument(
+        "--config", type=Path, help="a YAML file of settings (run flags or GRPOConfig fields)"
+    )
+    parser.add_argument(
+        "--help-grpo", action="store_true", help="list every GRPOConfig field (from TRL)"
+    )
+    run_flags = add_arguments(parser, PROFILES)
     reuse = parser.add_mutually_exclusive_group()
     reuse.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     reuse.add_argument(
@@ -60,11 +95,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunCo
     parser.add_argument(
         "--dry-run", action="store_true", help="print the run's settings and plan, and stop"
     )
-    args = parser.parse_args(argv)
-    if args.output_dir.exists() and not args.output_dir.is_dir():
-        parser.error(f"argument --output-dir: {args.output_dir} is a file, not a folder")
     try:
-        config = resolve(args, args.output_dir)
+        from_file = grpo_fields.read_config_file(early.config, run_flags) if early.config else []
+        args, rest = parser.parse_known_args([*from_file, *argv])
+        if args.output_dir.exists() and not args.output_dir.is_dir():
+            raise ConfigError(f"argument --output-dir: {args.output_dir} is a file, not a folder")
+        fields = grpo_fields.parse_fields(rest, PROG)
+        config = resolve(args, fields, args.output_dir)
     except ConfigError as error:
         parser.error(str(error))
     if config.refusal and not args.dry_run:
@@ -332,9 +369,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.dry_run:  # nothing loaded, nothing written
         print(config.render())
         if config.refusal:  # the plan, and why this machine would refuse to start it
-            usage_error(Path(sys.argv[0]).name, config.refusal)
+            usage_error(PROG, config.refusal)
         return {}
-    return run_main("train_grpo.py", lambda: run(args, config), debug=args.debug)
+    return run_main(PROG, lambda: run(args, config), debug=args.debug)
 
 
 if __name__ == "__main__":

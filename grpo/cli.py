@@ -47,6 +47,10 @@ class UserError(Exception):
     is_user_error = True
 
 
+class ConfigError(ValueError):
+    """A setting, or a combination of settings, that cannot run: a usage error (exit 2)."""
+
+
 class NothingToDo(Exception):
     """The command has nothing to do (a complete run asked to resume): one line, exit 0."""
 

@@ -669,7 +669,7 @@ def make_plan(
         flags += ["--per-device-train-batch-size", str(micro)]
         flags += ["--gradient-accumulation-steps", str(accumulation)]
     if checkpointing != bool(profile.grpo["gradient_checkpointing"]):
-        flags.append("--gradient-checkpointing" if checkpointing else "--no-gradient-checkpointing")
+        flags += ["--gradient-checkpointing", "true" if checkpointing else "false"]
     if fp16:
         flags.append("--fp16")
     if lora:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import netcheck
-from grpo.cli import UserError, bounded, comma_list, positive_float, positive_int
+from grpo.cli import ConfigError, UserError, bounded, comma_list, positive_float, positive_int
 from grpo.model_names import EMBEDDED_MODELS, looks_like_path, requested_name
 from grpo.plan import (
     BF16_ABOVE_GB,
@@ -43,46 +43,14 @@ from offline_demo.toy_task import max_distinct
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LORA_DEFAULTS = {"r": 16, "alpha": 32}
-# TRL 1.16's GRPOConfig.loss_type values (tests/test_cli_args.py checks them against TRL).
-LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 CHECKPOINTS = "checkpoints"
 # A model of this many parameters is "real-size": training it on a CPU takes days.
 REAL_SIZE_PARAMETERS = 100_000_000
-
-# The GRPOConfig fields the command line can set (default None: the profile's value), with
-# their argparse settings. One line per flag: a new one needs nothing else.
-GRPO_FLAGS: dict[str, dict] = {
-    "max_steps": dict(type=positive_int),
-    "learning_rate": dict(type=bounded(float, 0.0, 1.0, strict=True)),
-    "num_generations": dict(type=bounded(int, 2, 1024), help="completions per prompt (>= 2)"),
-    "per_device_train_batch_size": dict(type=positive_int, help="completions per micro-batch"),
-    "gradient_accumulation_steps": dict(type=positive_int),
-    "max_completion_length": dict(type=positive_int),
-    "beta": dict(type=bounded(float, 0.0, 100.0), help="KL penalty (0: no reference model)"),
-    "loss_type": dict(choices=LOSS_TYPES),
-    "temperature": dict(
-        type=bounded(float, 0.01, 100.0), help="sampling temperature (0.01 to 100)"
-    ),
-    "save_steps": dict(type=positive_int),
-    "save_total_limit": dict(type=positive_int),
-    "logging_steps": dict(type=positive_int),
-    "gradient_checkpointing": dict(
-        action=argparse.BooleanOptionalAction,
-        help="recompute activations in the backward pass: less memory, ~30%% slower",
-    ),
-    "vllm_gpu_memory_utilization": dict(
-        type=bounded(float, 0.0, 1.0, strict=True), help="with --use-vllm (default 0.3)"
-    ),
-}
 # Fields that change only what is saved, printed or logged, or where (a run folder may be
 # moved): --resume accepts other values.
 BOOKKEEPING_FIELDS = frozenset(
     {"save_steps", "save_total_limit", "logging_steps", "report_to", "output_dir"}
 )
-
-
-class ConfigError(ValueError):
-    """A combination of settings that cannot run: shown as a usage error (exit 2)."""
 
 
 def flag(field_name: str) -> str:
@@ -94,51 +62,59 @@ def gpu_memory(text: str) -> float | str:
     return "auto" if text.strip().lower() == "auto" else positive_float(text)
 
 
-def add_arguments(parser: argparse.ArgumentParser, profiles: Mapping[str, Profile]) -> None:
-    """The flags that decide a run (the command line adds its own folder and safety flags)."""
-    parser.add_argument("--model", help="auto | real | tiny | tiny-random | a folder | a model id")
-    parser.add_argument(
-        "--profile",
-        choices=["auto", *profiles],
-        default="auto",
-        help="auto: learner on a CUDA GPU, the offline demo (tiny) without one",
-    )
-    parser.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=0)
-    parser.add_argument("--train-size", type=positive_int, help="prompts (default: profile)")
-    parser.add_argument("--eval-size", type=positive_int, help="questions (default: profile)")
-    parser.add_argument("--skip-eval", action="store_true", help="train only, no evaluation")
-    parser.add_argument(
-        "--gpu-memory-gb",
-        type=gpu_memory,
-        help="plan for this much GPU memory (default: the visible GPU's, via nvidia-smi)",
-    )
-    parser.add_argument(
-        "--allow-cpu",
-        action="store_true",
-        help="train a real-size model without a CUDA GPU (days; for checking, not learning)",
-    )
-    parser.add_argument(
-        "--fp16",
-        action="store_true",
-        help="fp16 autocast for GPUs without bf16 (T4, V100): fp32 master weights, loss scaling",
-    )
-    grpo = parser.add_argument_group("GRPOConfig fields (default: the profile's value)")
-    for name, settings in GRPO_FLAGS.items():
-        grpo.add_argument(flag(name), **settings)
-    grpo.add_argument(
-        "--use-vllm", action="store_true", help="generate with vLLM in the training process"
-    )
+def add_arguments(
+    parser: argparse.ArgumentParser, profiles: Mapping[str, Profile]
+) -> dict[str, bool]:
+    """The flags that decide a run besides GRPOConfig's fields (grpo.grpo_fields), which the
+    command line adds to its own folder and safety flags. Returns each one's name and
+    whether it is an on/off switch: what a --config file may set."""
+    run = parser.add_argument_group("the run (the rest: GRPOConfig fields, see --help-grpo)")
     lora = parser.add_argument_group("LoRA (peft): train small adapters instead of all weights")
-    lora.add_argument("--lora", action="store_true")
-    lora.add_argument("--lora-r", type=positive_int, help=f"rank (default {LORA_DEFAULTS['r']})")
-    lora.add_argument(
-        "--lora-alpha", type=positive_int, help=f"scale (default {LORA_DEFAULTS['alpha']})"
-    )
-    lora.add_argument(
-        "--lora-target-modules",
-        type=comma_list(LORA_TARGETS),
-        help="comma-separated Qwen2 projections (default: all seven)",
-    )
+    actions = [
+        run.add_argument("--model", help="auto, real, tiny, tiny-random, a folder or a model id"),
+        run.add_argument(
+            "--profile",
+            choices=["auto", *profiles],
+            default="auto",
+            help="auto: learner on a CUDA GPU, the offline demo (tiny) without one",
+        ),
+        run.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=0),
+        run.add_argument("--train-size", type=positive_int, help="prompts (default: profile)"),
+        run.add_argument("--eval-size", type=positive_int, help="questions (default: profile)"),
+        run.add_argument("--skip-eval", action="store_true", help="train only, no evaluation"),
+        run.add_argument(
+            "--gpu-memory-gb",
+            type=gpu_memory,
+            help="plan for this much GPU memory (default: the visible GPU's, via nvidia-smi)",
+        ),
+        run.add_argument(
+            "--allow-cpu",
+            action="store_true",
+            help="train a real-size model without a CUDA GPU (days; for checking, not learning)",
+        ),
+        run.add_argument(
+            "--fp16",
+            action="store_true",
+            help="fp16 autocast for GPUs without bf16 (T4, V100): fp32 master weights, "
+            "loss scaling",
+        ),
+        run.add_argument(
+            "--use-vllm", action="store_true", help="generate with vLLM in the training process"
+        ),
+        lora.add_argument("--lora", action="store_true"),
+        lora.add_argument(
+            "--lora-r", type=positive_int, help=f"rank (default {LORA_DEFAULTS['r']})"
+        ),
+        lora.add_argument(
+            "--lora-alpha", type=positive_int, help=f"scale (default {LORA_DEFAULTS['alpha']})"
+        ),
+        lora.add_argument(
+            "--lora-target-modules",
+            type=comma_list(LORA_TARGETS),
+            help="comma-separated Qwen2 projections (default: all seven)",
+        ),
+    ]
+    return {action.dest: action.nargs == 0 for action in actions}
 
 
 @dataclass(frozen=True)
@@ -323,9 +299,8 @@ def grpo_settings(
     )
 
 
-def _user_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides = {name: getattr(args, name) for name in GRPO_FLAGS}
-    overrides = {name: value for name, value in overrides.items() if value is not None}
+def _user_overrides(args: argparse.Namespace, fields: Mapping[str, Any]) -> dict[str, Any]:
+    overrides = dict(fields)
     if "vllm_gpu_memory_utilization" in overrides and not args.use_vllm:
         raise ConfigError("--vllm-gpu-memory-utilization without --use-vllm has no effect")
     if args.use_vllm:
@@ -347,15 +322,20 @@ def _lora(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def resolve(
-    args: argparse.Namespace, output_dir: Path, hardware: Hardware | None = None
+    args: argparse.Namespace,
+    fields: Mapping[str, Any],
+    output_dir: Path,
+    hardware: Hardware | None = None,
 ) -> RunConfig:
-    """The one resolution of a run's settings (see the module doc); raises ConfigError."""
+    """The one resolution of a run's settings (see the module doc) from the command line's
+    own flags (`args`) and the GRPOConfig fields it named (`fields`, see grpo.grpo_fields);
+    raises ConfigError."""
     hardware = hardware or detect_hardware(args.gpu_memory_gb)
     name = requested_name(args.model)
     if looks_like_path(name) and not Path(name).expanduser().is_dir():
         raise ConfigError(f"--model: no model folder at {name}")
     model, profile, why = choose_model_and_profile(name, args.profile, hardware)
-    overrides = _user_overrides(args)
+    overrides = _user_overrides(args, fields)
     lora = _lora(args)
     grpo = grpo_settings(profile, output_dir / CHECKPOINTS, hardware, args.fp16, args.seed)
     grpo.update(overrides)

@@ -177,7 +177,54 @@ def test_a_card_too_small_is_refused_with_the_lora_advice(tmp_path, no_gpu, caps
 
 def test_gradient_checkpointing_flag_both_ways(tmp_path, no_gpu):
     assert resolve(tmp_path, "--gradient-checkpointing").grpo["gradient_checkpointing"] is True
-    assert resolve(tmp_path, "--no-gradient-checkpointing").grpo["gradient_checkpointing"] is False
+    off = resolve(tmp_path, "--gradient-checkpointing", "false")
+    assert off.grpo["gradient_checkpointing"] is False
+
+
+CONFIG_FILE = REPO / "configs" / "learner_lora.yaml"
+CONFIG_FILE_AS_FLAGS = (
+    "--profile", "learner", "--lora", "--lora-r", "64", "--lora-alpha", "128",
+    "--learning-rate", "2e-5", "--save-steps", "50",
+)  # fmt: skip
+
+
+def test_a_config_file_resolves_like_the_same_flags(tmp_path, gpu_24gb):
+    from_file = resolve(tmp_path, "--config", str(CONFIG_FILE))
+    from_flags = resolve(tmp_path, *CONFIG_FILE_AS_FLAGS)
+
+    assert from_file.settings() == from_flags.settings()
+    assert from_file.lora["r"] == 64 and from_file.grpo["learning_rate"] == 2e-5
+
+
+def test_the_command_line_wins_over_the_config_file(tmp_path, gpu_24gb):
+    run = resolve(tmp_path, "--config", str(CONFIG_FILE), "--learning-rate", "1e-5")
+
+    assert run.grpo["learning_rate"] == 1e-5 and run.lora["r"] == 64
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("learning_rate: 2.0\n", "--learning-rate: must be greater than 0 and at most 1"),
+        ("lora: maybe\n", "lora takes true or false"),
+        ("max_stepz: 3\n", "unrecognized arguments: --max_stepz 3"),
+        ("- profile\n", "expected 'name: value' lines"),
+        ("profile: [learner\n", "not a readable YAML file (line 2)"),
+        ("profile: huge\n", "--profile: invalid choice: 'huge'"),
+    ],
+)
+def test_a_bad_config_file_is_one_line(tmp_path, no_gpu, capsys, text, named):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+
+    err = refusal(capsys, tmp_path / "out", "--config", str(config))
+
+    assert named in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_config_file_is_one_line(tmp_path, no_gpu, capsys):
+    assert "--config: no file at" in refusal(capsys, tmp_path, "--config", "nowhere.yaml")
 
 
 def test_gpu_memory_auto_without_a_gpu_is_a_usage_error(tmp_path, no_gpu, capsys):

@@ -20,6 +20,7 @@ from trl import GRPOConfig
 import train_grpo
 from data import build_prompt
 from grpo import training
+from grpo.grpo_fields import LOSS_TYPES
 from grpo.models import load_policy, load_tokenizer
 from grpo.profiles import LEARNER, REAL, TINY
 from grpo.run_record import data_source, trainer_precision
@@ -156,14 +157,39 @@ def test_every_cli_override_flag_reaches_grpo_config(tmp_path, no_wandb):
     assert config.gradient_checkpointing is True
 
 
-def test_override_flags_are_all_covered(tmp_path):
-    """A new GRPOConfig flag in train_grpo.py must be added to OVERRIDE_FLAGS above."""
-    from grpo.run_config import GRPO_FLAGS
+def test_any_grpo_config_field_is_a_flag_typed_by_trl(tmp_path, no_wandb):
+    """Fields this tutorial never names reach GRPOConfig too: the flags come from TRL's
+    dataclass, not from a list kept by hand (both spellings, TRL's value types)."""
+    argv = ["--epsilon_high", "0.28", "--scale-rewards", "none", "--top-p", "0.95"]
+    argv += ["--mask_truncated_completions", "true"]
 
-    config_fields = set(GRPOConfig.__dataclass_fields__)
-    assert set(GRPO_FLAGS) <= config_fields  # each flag is a field TRL knows
-    covered = {field for field, _, _ in OVERRIDE_FLAGS.values()}
-    assert set(GRPO_FLAGS) - {"gradient_checkpointing", "vllm_gpu_memory_utilization"} == covered
+    config = training.grpo_config(resolved(tmp_path, *argv))
+
+    assert config.epsilon_high == 0.28 and config.top_p == 0.95
+    assert config.scale_rewards == "none" and config.mask_truncated_completions is True
+
+
+@pytest.mark.parametrize("loss_type", [*LOSS_TYPES, "bogus"])
+def test_the_loss_types_the_command_line_accepts_are_the_ones_trl_trains(
+    loss_type, tmp_path, no_wandb, tiny_cache
+):
+    """TRL takes any string as loss_type and rejects an unknown one only at the first loss,
+    after generating: each name grpo_fields.LOSS_TYPES accepts trains a step, another fails."""
+    config = training.make_config(
+        TINY, tmp_path, loss_type=loss_type, max_steps=1, max_completion_length=4,
+        per_device_train_batch_size=4, gradient_accumulation_steps=1, num_generations=2,
+        save_strategy="no", report_to=[], disable_tqdm=True, logging_steps=1,
+    )  # fmt: skip
+    model, tokenizer, _ = load_policy("tiny-random", device="cpu", for_training=True)
+    train_set, _ = training.load_datasets(TINY, train_size=2, eval_size=1)
+    trainer = training.make_trainer(model, tokenizer, train_set, config)
+
+    if loss_type in LOSS_TYPES:
+        trainer.train()
+        assert trainer.state.global_step == 1
+    else:
+        with pytest.raises(ValueError, match="Unknown loss type"):
+            trainer.train()
 
 
 def test_no_flags_means_the_profile_on_this_machine(tmp_path, no_wandb):
