@@ -8,14 +8,29 @@ BIN := $(VENV)/bin
 OUTPUT_DIR ?= runs/main
 # make train re-runs the demo from scratch; TRAIN_FLAGS=--resume continues an interrupted one.
 TRAIN_FLAGS ?= --overwrite
+# Under `make test`, notebook 05 trains 20 GRPO steps instead of its 80 (about 85 s less on a
+# 2-core CPU); tests/test_training.py asserts the learning. SMOKE_STEPS=0 trains all 80.
+SMOKE_STEPS ?= 20
+# Test processes (pytest-xdist), each taking whole files: on this project's 2-core CI machine
+# 2 workers ran the suite in 334 s, where one process had taken 733 s (that one still with
+# notebook 05's 80 steps, about 85 s more). TEST_WORKERS=auto uses every core.
+TEST_WORKERS ?= 2
+# Notebook 06 evaluates the model notebook 05 trained, so it runs once the others are done.
+AFTER_NOTEBOOK_05 := notebooks/06_evaluation.ipynb
 
 .PHONY: setup train test test-fast lint
 
-# pyproject.toml's dependencies and extras, each at requirements.txt's exact pin.
+# pyproject.toml's dependencies and extras, each at requirements.txt's exact pin. torch comes
+# first, through pip, which follows this machine's pip settings (a local wheel, a mirror, a
+# PyTorch index); uv then installs the rest about 10x faster than pip would (measured in a
+# fresh venv here: 9 s, against 122 s with pip) and keeps that torch. uv reads no pip.conf:
+# behind a PyPI mirror, set UV_DEFAULT_INDEX to it too.
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.txt -e ".[notebooks,wandb,dev]"
+	$(BIN)/pip install --quiet --upgrade pip "uv==0.13.9"
+	$(BIN)/pip install --quiet "$$(grep '^torch==' requirements.txt)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.txt \
+		-e ".[notebooks,wandb,dev]"
 	touch $(BIN)/activate
 
 setup: $(BIN)/activate
@@ -26,7 +41,9 @@ train: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	GRPO_SMOKE_STEPS=$(SMOKE_STEPS) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		--ignore=$(AFTER_NOTEBOOK_05)
+	GRPO_SMOKE_STEPS=$(SMOKE_STEPS) $(BIN)/python -m pytest $(AFTER_NOTEBOOK_05)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests

@@ -111,6 +111,19 @@ def test_batch_arithmetic_counts_every_process(tmp_path, monkeypatch, capsys):
     assert "x 2 process(es) = 16 completions per step" in capsys.readouterr().err
 
 
+def test_help_grpo_lists_every_grpo_config_field_with_trls_help(capsys):
+    from trl import GRPOConfig
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.parse_args(["--help-grpo"])  # no --output-dir needed to ask
+
+    assert caught.value.code == 0
+    shown = capsys.readouterr().out
+    fields = [name for name, f in GRPOConfig.__dataclass_fields__.items() if f.init]
+    assert all(f"--{name}" in shown for name in fields)
+    assert "Specifies the loss formulation" in shown  # TRL's own words
+
+
 def test_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
     file = tmp_path / "file"
     file.write_text("mine")

@@ -1,9 +1,9 @@
 """pyproject.toml declares the dependencies as ranges; requirements.txt pins the tested versions.
 
-`make` installs `-c requirements.txt -e ".[notebooks,wandb,dev]"`: the declared packages at
-the pinned versions. These tests keep the two files in step, so that the pins are what a
-plain `pip install -e .` (Colab, AutoDL) may also choose, and so that nothing the code
-imports is left out of the declaration.
+`make` installs `-c requirements.txt -e ".[notebooks,wandb,dev]"` (torch with pip, the rest
+with uv): the declared packages at the pinned versions. These tests keep the two files in
+step, so that the pins are what a plain `pip install -e .` (Colab, AutoDL) may also choose,
+and so that nothing the code imports is left out of the declaration.
 """
 
 import ast
