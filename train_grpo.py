@@ -50,9 +50,10 @@ GRPO_FIELDS_HELP = (
     "--temperature T, --save-steps N, --gradient-checkpointing [true|false]. "
     "--help-grpo lists all of them with TRL's help."
 )
+BEFORE_METRICS = "evaluation_before.json"
 OUTPUTS = (
     "metrics.json", "summary.png", "completions_before.jsonl", "completions_after.jsonl",
-    "final", CHECKPOINTS,
+    BEFORE_METRICS, "final", CHECKPOINTS,
 )  # fmt: skip
 
 
@@ -199,6 +200,31 @@ def evaluate_folder(folder: Path, config: RunConfig, eval_set, output_dir: Path,
     return result
 
 
+def evaluation_before(
+    model_path: Path, config: RunConfig, eval_set, output_dir: Path, resume: bool
+):
+    """The evaluation of the untrained model. A resumed run reuses the one its first attempt
+    saved (--resume has checked that model, questions and settings are the same): on a GPU
+    that is minutes of generation not spent again after a Colab disconnect."""
+    import json
+
+    from grpo import artifacts
+    from grpo.evaluation import EvalResult
+
+    saved = output_dir / BEFORE_METRICS
+    if resume and (output_dir / "completions_before.jsonl").is_file():
+        try:
+            metrics = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not saved, or cut short: evaluate again
+            metrics = None
+        if isinstance(metrics, dict):
+            print(f"Reusing the evaluation before training from {saved} (--resume)")
+            return EvalResult(metrics)
+    result = evaluate_folder(model_path, config, eval_set, output_dir, "before")
+    artifacts.write_json(saved, result.metrics)
+    return result
+
+
 def free_memory() -> None:
     import torch
 
@@ -311,7 +337,7 @@ def train(
     evaluate_here = run_dir is not None and not config.skip_eval
     before = after = None
     if evaluate_here:
-        before = evaluate_folder(model_path, config, eval_set, args.output_dir, "before")
+        before = evaluation_before(model_path, config, eval_set, args.output_dir, args.resume)
 
     trainer = build_trainer(config, model_path, train_set, run_dir)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -232,6 +232,36 @@ def test_resumed_run_trains_only_the_remaining_steps(interrupted_run):
     assert len(resumed_steps) == STEPS - interrupted_run.last_checkpoint
 
 
+def test_resume_reuses_the_evaluation_before_training(interrupted_run):
+    """The killed attempt evaluated the untrained model; the resumed one reads its scores
+    back instead of generating every answer again, and metrics.json reports them."""
+    output = interrupted_run.output_dir
+    saved = json.loads((output / "evaluation_before.json").read_text())
+    metrics = json.loads((output / "metrics.json").read_text())
+
+    assert "Evaluating before training" in interrupted_run.killed_log
+    assert "Reusing the evaluation before training" in interrupted_run.resumed.stdout
+    assert "Evaluating before training" not in interrupted_run.resumed.stdout
+    assert metrics["accuracy_before"] == saved["accuracy"]
+    assert metrics["strict_format_before"] == saved["strict_format"]
+
+
+@pytest.mark.parametrize("saved", [None, "{not json", "[1, 2]"])
+def test_resume_evaluates_again_without_intact_saved_scores(tmp_path, monkeypatch, saved):
+    from grpo.evaluation import EvalResult
+
+    (tmp_path / "completions_before.jsonl").write_text("{}\n")
+    if saved is not None:
+        (tmp_path / "evaluation_before.json").write_text(saved)
+    fresh = EvalResult({"accuracy": 0.25})
+    monkeypatch.setattr(train_grpo, "evaluate_folder", lambda *args: fresh)
+
+    result = train_grpo.evaluation_before(Path("model"), None, [], tmp_path, resume=True)
+
+    assert result is fresh
+    assert json.loads((tmp_path / "evaluation_before.json").read_text()) == {"accuracy": 0.25}
+
+
 def test_resumed_run_redoes_the_lost_steps_identically(interrupted_run):
     """Model, optimizer, scheduler, RNG state and data position all come back: the steps
     the kill lost are redone with the killed run's numbers (exactly so on a CPU; GPU
