@@ -311,7 +311,18 @@ def test_dry_run_equals_the_recorded_run(case, tmp_path, qwen_standin_dir, gsm8k
     flags = {
         "tiny default": SMALL,
         "standin real": [*standin, "--profile", "real", *SMALL_REAL, "--eval-size", "1"],
-        "standin lora r64": [*standin, "--lora", "--lora-r", "64", *SMALL_REAL, "--skip-eval"],
+        "standin lora r64": [
+            *standin,
+            "--lora",
+            "--lora-r",
+            "64",
+            "--lora-alpha",
+            "96",
+            "--lora-target-modules",
+            "q_proj,v_proj",
+            *SMALL_REAL,
+            "--skip-eval",
+        ],  # fmt: skip
     }[case]
     output = tmp_path / "run"
 
@@ -324,7 +335,8 @@ def test_dry_run_equals_the_recorded_run(case, tmp_path, qwen_standin_dir, gsm8k
     if "lora" in case:
         assert planned["lora"]["r"] == 64
         adapter = json.loads((output / "final" / "adapter_config.json").read_text())
-        assert adapter["r"] == 64
+        assert (adapter["r"], adapter["lora_alpha"]) == (64, 96)
+        assert set(adapter["target_modules"]) == {"q_proj", "v_proj"}
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["profile"] == planned["profile"] and metrics["steps"] == 1
     assert str(gsm8k_dir) in metrics["data_source"] or planned["dataset"] == "toy"
