@@ -15,8 +15,8 @@ SMOKE_STEPS ?= 20
 # 2 workers ran the suite in 334 s, where one process had taken 733 s (that one still with
 # notebook 05's 80 steps, about 85 s more). TEST_WORKERS=auto uses every core.
 TEST_WORKERS ?= 2
-# Notebook 06 evaluates the model notebook 05 trained, so it runs once the others are done.
-AFTER_NOTEBOOK_05 := notebooks/06_evaluation.ipynb
+# Files are handed out in tests/conftest.py's order: notebook 05 first, notebook 06 (which
+# evaluates the model 05 trains) last.
 
 .PHONY: setup train test test-fast lint
 
@@ -24,15 +24,13 @@ AFTER_NOTEBOOK_05 := notebooks/06_evaluation.ipynb
 # first, through pip, which follows this machine's pip settings (a local wheel, a mirror, a
 # PyTorch index); uv then installs the rest about 10x faster than pip would (measured in a
 # fresh venv here: 9 s, against 122 s with pip) and keeps that torch. uv reads no pip.conf:
-# behind a PyPI mirror, set UV_DEFAULT_INDEX to it too. --compile-bytecode as pip does: where
-# PYTHONDONTWRITEBYTECODE is set (as on the CI machine), every process would otherwise compile
-# transformers and TRL again (the suite took 464 s instead of about 300).
+# behind a PyPI mirror, set UV_DEFAULT_INDEX to it too.
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip "uv==0.13.9"
 	$(BIN)/pip install --quiet "$$(grep '^torch==' requirements.txt)"
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
-		-c requirements.txt -e ".[notebooks,wandb,dev]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.txt \
+		-e ".[notebooks,wandb,dev]"
 	touch $(BIN)/activate
 
 setup: $(BIN)/activate
@@ -43,9 +41,8 @@ train: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	GRPO_SMOKE_STEPS=$(SMOKE_STEPS) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
-		--ignore=$(AFTER_NOTEBOOK_05)
-	GRPO_SMOKE_STEPS=$(SMOKE_STEPS) $(BIN)/python -m pytest $(AFTER_NOTEBOOK_05)
+	GRPO_SMOKE_STEPS=$(SMOKE_STEPS) $(BIN)/python -m pytest -n $(TEST_WORKERS) \
+		--dist loadfile --no-loadscope-reorder
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests

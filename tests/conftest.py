@@ -51,13 +51,34 @@ MODEL_FIXTURES = {
 }
 
 
+# The order in which files run, and in which pytest-xdist hands them out (`make test`:
+# --dist loadfile --no-loadscope-reorder): notebook 05 first and notebook 06, which evaluates
+# the model 05 trains, last; the slowest test files next after 05, so the workers end together.
+RUN_FIRST = (
+    "05_grpo_training.ipynb",
+    "test_training.py",
+    "test_dry_run.py",
+    "test_train_grpo_cli.py",
+)
+RUN_LAST = ("06_evaluation.ipynb",)
+
+
+def run_order(item: pytest.Item) -> int:
+    name = item.path.name
+    if name in RUN_FIRST:
+        return RUN_FIRST.index(name) - len(RUN_FIRST)
+    return 1 if name in RUN_LAST else 0
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that needs a model fixture, directly or through another fixture, is slow by
     definition: mark it, so the fast lane (`make test-fast`) never builds a model. Tests
-    that load one another way carry `pytest.mark.slow` themselves."""
+    that load one another way carry `pytest.mark.slow` themselves. Then the files go in
+    `run_order` (a stable sort: each file's tests, a notebook's cells, keep theirs)."""
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=run_order)
 
 
 @pytest.fixture(scope="session")
