@@ -15,8 +15,8 @@ SMOKE_STEPS ?= 20
 # 2 workers ran the suite in 334 s, where one process had taken 733 s (that one still with
 # notebook 05's 80 steps, about 85 s more). TEST_WORKERS=auto uses every core.
 TEST_WORKERS ?= 2
-# Files are handed out in tests/conftest.py's order: notebook 05 first, notebook 06 (which
-# evaluates the model 05 trains) last.
+# Files are handed out in tests/conftest.py's order: notebook 05 first, the slowest test
+# files next, then notebook 06 (which evaluates the model 05 trains).
 
 .PHONY: setup train test test-fast lint
 

@@ -1,8 +1,8 @@
 """GSM8K for GRPO: chat prompts plus gold answers, with offline fallbacks.
 
-`load_gsm8k` tries the Hugging Face hub, then ModelScope (often the faster choice in
-China), then a local copy of the JSONL files, then a 300-row excerpt shipped in
-assets/. Unreachable hosts are skipped after a quick probe, so an offline machine
+`load_gsm8k` reads the folder GSM8K_DIR names when it is set; otherwise it tries the
+Hugging Face hub, then ModelScope (often the faster choice in China), then a 300-row
+excerpt shipped in assets/. Unreachable hosts are skipped after a quick probe, so an offline machine
 gets the excerpt in well under a second instead of waiting on network retries.
 
 The excerpt is for the offline demo only: a run that needs the full data set passes
@@ -321,10 +321,13 @@ def _load_first_available(
 
 def chosen_source(source: str | None = None, path: str | Path | None = None) -> str | None:
     """The source asked for, or None for "the first that works": the argument wins, then a
-    given path (meaning local), then GRPO_DATA_SOURCE. DataUnavailable for an unknown one,
-    so a command line can check the setting before anything loads."""
+    given path (meaning local), then GRPO_DATA_SOURCE, then a set GSM8K_DIR (local).
+    DataUnavailable for an unknown one, so a command line can check the setting before
+    anything loads."""
     chosen = source or ("local" if path is not None else None)
     chosen = (chosen or os.environ.get(SOURCE_ENV_VAR, "").strip().lower()) or None
+    if chosen is None and os.environ.get(LOCAL_DIR_ENV_VAR, "").strip():
+        chosen = "local"  # the user pointed at a folder: use it, even when the hub is reachable
     if chosen is not None and chosen not in DATA_SOURCES:
         named = f"source {chosen!r}" if source else f"{SOURCE_ENV_VAR}={chosen}"
         raise DataUnavailable(f"Unknown GSM8K {named}; choose one of {', '.join(DATA_SOURCES)}")

@@ -51,23 +51,23 @@ MODEL_FIXTURES = {
 }
 
 
-# The order in which files run, and in which pytest-xdist hands them out (`make test`:
-# --dist loadfile --no-loadscope-reorder): notebook 05 first and notebook 06, which evaluates
-# the model 05 trains, last; the slowest test files next after 05, so the workers end together.
+# The files that run first, in this order, before all others (which keep theirs); pytest-xdist
+# hands them out so (`make test`: --dist loadfile --no-loadscope-reorder). Notebook 05 starts
+# at once; notebook 06, which evaluates the model 05 trains, comes after the slowest test
+# files, by when 05 has long finished (if not, 06 trains a model of its own); the slowest
+# early, so that the two workers end together.
 RUN_FIRST = (
     "05_grpo_training.ipynb",
     "test_training.py",
     "test_dry_run.py",
     "test_train_grpo_cli.py",
+    "06_evaluation.ipynb",
 )
-RUN_LAST = ("06_evaluation.ipynb",)
 
 
 def run_order(item: pytest.Item) -> int:
     name = item.path.name
-    if name in RUN_FIRST:
-        return RUN_FIRST.index(name) - len(RUN_FIRST)
-    return 1 if name in RUN_LAST else 0
+    return RUN_FIRST.index(name) if name in RUN_FIRST else len(RUN_FIRST)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -206,13 +206,16 @@ def test_auto_mode_offline_falls_back_to_embedded_quickly(monkeypatch, capsys):
     assert "from the embedded excerpt" in out
 
 
-def test_auto_mode_prefers_gsm8k_dir_over_the_excerpt(monkeypatch, tmp_path, capsys):
+def test_a_set_gsm8k_dir_is_used_even_when_the_hub_is_reachable(monkeypatch, tmp_path, capsys):
+    """The user pointed at a folder on purpose: no probe, no download, its rows."""
     write_lines(tmp_path / "test.jsonl", [record("q1", "#### 1")])
     write_lines(tmp_path / "train.jsonl", [record("q2", "#### 2")])
     monkeypatch.setenv(data.LOCAL_DIR_ENV_VAR, str(tmp_path))
+    monkeypatch.delenv(data.SOURCE_ENV_VAR, raising=False)
+    monkeypatch.setattr(netcheck, "hub_reachable", lambda: True)
 
     assert data.load_gsm8k("test")["question"] == ["q1"]
-    assert "Using local instead" in capsys.readouterr().out
+    assert "could not use" not in capsys.readouterr().out
 
 
 def test_named_hub_source_offline_raises_with_the_way_out(monkeypatch):
