@@ -11,9 +11,9 @@ TRAIN_FLAGS ?= --overwrite
 # Under `make test`, notebook 05 trains 20 GRPO steps instead of its 80 (about 85 s less on a
 # 2-core CPU); tests/test_training.py asserts the learning. SMOKE_STEPS=0 trains all 80.
 SMOKE_STEPS ?= 20
-# Test processes (pytest-xdist), each taking whole files: on this project's 2-core CI machine
-# 2 workers ran the suite in 334 s, where one process had taken 733 s (that one still with
-# notebook 05's 80 steps, about 85 s more). TEST_WORKERS=auto uses every core.
+# Test processes (pytest-xdist), each taking whole files: with 2 on this project's 2-core CI
+# machine the suite took 329 s (6 min 49 s for the whole fresh-clone CI, install included).
+# TEST_WORKERS=auto uses every core.
 TEST_WORKERS ?= 2
 # Files are handed out in tests/conftest.py's order: notebook 05 first, the slowest test
 # files next, then notebook 06 (which evaluates the model 05 trains).
