@@ -3,7 +3,7 @@
 transformers' own progress callback prints the whole metric dictionary at every logging
 step: for GRPO that is about 1,500 characters of rewards, clipping ratios and token counts,
 80 times in the tiny demo. `CompactProgress` keeps the bar and prints only what a learner
-watches: the step, the mean reward, the correctness reward, the KL to the reference model,
+watches: the step, the mean reward, the share of right answers, the KL to the reference model,
 the mean completion length and the time left. Every metric still reaches TensorBoard (and
 metrics.json through `trainer.state.log_history`).
 """
@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from collections.abc import Callable
 
 from tqdm.auto import tqdm
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 
-from rewards import correctness_reward_func
+from rewards import CORRECTNESS_REWARD, correctness_reward_func
 
 # (label, log key, format): a field is left out of the line when its key is not logged
 # (KL only exists with beta > 0; correctness only with the tutorial's reward functions).
-FIELDS = (
-    ("reward", "reward", "{:.2f}"),
-    ("correct", f"rewards/{correctness_reward_func.__name__}/mean", "{:.2f}"),
-    ("KL", "kl", "{:.4f}"),
-    ("length", "completions/mean_length", "{:.0f}"),
+FIELDS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
+    ("reward", "reward", "{:.2f}".format),
+    # The correctness reward is CORRECTNESS_REWARD per right answer: its mean over the step's
+    # completions, divided by that, is the share answered right.
+    (
+        "correct",
+        f"rewards/{correctness_reward_func.__name__}/mean",
+        lambda mean: f"{mean / CORRECTNESS_REWARD:.0%}",
+    ),
+    ("KL", "kl", "{:.4f}".format),
+    ("length", "completions/mean_length", "{:.0f}".format),
 )
 
 
@@ -39,12 +46,12 @@ def format_duration(seconds: float) -> str:
 
 
 def compact_line(logs: dict, step: int, max_steps: int, seconds_left: float | None) -> str:
-    """One log entry as `step 10/80 | reward 1.23 | correct 0.41 | ... | ~1m05s left`.
+    """One log entry as `step 10/80 | reward 1.23 | correct 41% | ... | ~1m05s left`.
 
     The time left is an estimate: the mean time per step so far times the steps to go.
     """
     parts = [f"step {step}/{max_steps}"]
-    parts += [f"{label} {fmt.format(logs[key])}" for label, key, fmt in FIELDS if key in logs]
+    parts += [f"{label} {show(logs[key])}" for label, key, show in FIELDS if key in logs]
     if seconds_left is not None:
         parts.append(f"~{format_duration(seconds_left)} left")
     return " | ".join(parts)

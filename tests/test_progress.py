@@ -11,7 +11,7 @@ from grpo.progress import compact_line, format_duration
 
 STEPS = 3
 LINE = re.compile(
-    rf"^step (\d)/{STEPS} \| reward -?\d+\.\d\d \| correct \d\.\d\d \| KL -?\d+\.\d{{4}} "
+    rf"^step (\d)/{STEPS} \| reward -?\d+\.\d\d \| correct \d{{1,3}}% \| KL -?\d+\.\d{{4}} "
     r"\| length \d+ \| ~\d+s left$"
 )
 
@@ -21,6 +21,12 @@ LINE = re.compile(
 )
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_correct_is_the_share_of_right_answers_not_the_reward():
+    """The correctness reward pays 2.0 per right answer: a mean of 1.06 is 53 % right."""
+    logs = {"reward": 2.5, "rewards/correctness_reward_func/mean": 1.06}
+    assert compact_line(logs, 1, 80, None) == "step 1/80 | reward 2.50 | correct 53%"
 
 
 def test_a_line_leaves_out_what_was_not_logged():
