@@ -65,9 +65,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunCo
     GRPOConfig fields, which TRL's parser types (grpo.grpo_fields).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    first = Parser(add_help=False, allow_abbrev=False)
-    first.add_argument("--config", type=Path)
-    first.add_argument("--help-grpo", action="store_true")
+    # Read first, alone: the file comes before the command line, and --help-grpo needs no
+    # --output-dir. The full parser below inherits both (for --help).
+    first = Parser(prog=PROG, add_help=False, allow_abbrev=False)
+    first.add_argument(
+        "--config", type=Path, help="a YAML file of settings (run flags or GRPOConfig fields)"
+    )
+    first.add_argument(
+        "--help-grpo", action="store_true", help="list every GRPOConfig field (from TRL)"
+    )
     early, _ = first.parse_known_args(argv)
     if early.help_grpo:
         grpo_fields.print_help(PROG)
@@ -77,15 +83,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunCo
         prog=PROG,
         description=__doc__.split("\n\n")[0],
         epilog=GRPO_FIELDS_HELP,
+        parents=[first],
         allow_abbrev=False,
     )
     parser.add_argument("--output-dir", type=output_folder, required=True)
-    parser.add_argument(
-        "--config", type=Path, help="a YAML file of settings (run flags or GRPOConfig fields)"
-    )
-    parser.add_argument(
-        "--help-grpo", action="store_true", help="list every GRPOConfig field (from TRL)"
-    )
     run_flags = add_arguments(parser, PROFILES)
     reuse = parser.add_mutually_exclusive_group()
     reuse.add_argument("--resume", action="store_true", help="continue from the last checkpoint")

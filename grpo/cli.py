@@ -97,21 +97,35 @@ class Parser(argparse.ArgumentParser):
         usage_error(self.prog, message)
 
 
+def _number(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def range_problem(value: float, low: float, high: float | None = None, *, strict: bool = False):
+    """Why `value` lies outside [low, high] ((low, high] when `strict`), or None: one wording
+    for this project's own flags (`bounded`) and the GRPOConfig fields TRL types
+    (grpo.grpo_fields)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    too_low = value <= low if strict else value < low
+    if too_low or (high is not None and value > high):
+        above = "greater than" if strict else "at least"
+        top = f" and at most {_number(high)}" if high is not None else ""
+        return f"must be {above} {_number(low)}{top}"
+    return None
+
+
 def bounded(kind: Callable[[str], T], low: T, high: T | None = None, *, strict: bool = False):
     """An argparse type for `kind` values in [low, high] (or (low, high] when `strict`)."""
-    above = "greater than" if strict else "at least"
 
     def parse(text: str) -> T:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        too_low = value <= low if strict else value < low
-        if too_low or (high is not None and value > high):
-            limit = f"{above} {low}" + (f" and at most {high}" if high is not None else "")
-            raise argparse.ArgumentTypeError(f"must be {limit}, got {text}")
+        problem = range_problem(value, low, high, strict=strict)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
         return value
 
     return parse

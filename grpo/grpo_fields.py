@@ -12,13 +12,13 @@ refuses the fields that a run flag or the machine decides (`DECIDED_ELSEWHERE`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from grpo.cli import ConfigError, usage_error
+from grpo.cli import ConfigError, range_problem, usage_error
 
 # Run-safety limits on top of TRL's types: (low, high, low excluded). A value outside is
 # most likely a typo (a learning rate of 5, a temperature of 0).
@@ -55,19 +55,20 @@ DECIDED_ELSEWHERE = {
 _UNSET = object()  # the default of every field: tells a field given from one left out
 
 
-class _Parser:
-    """TRL's parser for GRPOConfig with argparse's exit replaced by one line (exit 2)."""
+def _field_parser(prog: str):
+    """TRL's parser for GRPOConfig: every field's default is `_UNSET`, so that the fields
+    named can be told from the rest, and a mistake is one line (exit 2), not argparse's
+    usage text of some 200 fields."""
+    from trl import GRPOConfig, TrlParser
 
-    def __init__(self, prog: str) -> None:
-        from trl import GRPOConfig, TrlParser
+    class OneLineParser(TrlParser):
+        def error(self, message: str) -> NoReturn:
+            usage_error(prog, message)
 
-        class OneLineParser(TrlParser):
-            def error(self, message: str) -> NoReturn:
-                usage_error(prog, message)
-
-        self.names = [name for name, f in GRPOConfig.__dataclass_fields__.items() if f.init]
-        self.parser = OneLineParser(GRPOConfig, prog=prog, allow_abbrev=False)
-        self.parser.set_defaults(**dict.fromkeys(self.names, _UNSET))
+    parser = OneLineParser(GRPOConfig, prog=prog, allow_abbrev=False)
+    fields = [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
+    parser.set_defaults(**dict.fromkeys(fields, _UNSET))
+    return parser
 
 
 def parse_fields(strings: list[str], prog: str) -> dict[str, Any]:
@@ -75,8 +76,7 @@ def parse_fields(strings: list[str], prog: str) -> dict[str, Any]:
     TRL and checked against FIELD_LIMITS; {} without importing TRL when there are none."""
     if not strings:
         return {}
-    fields = _Parser(prog)
-    namespace, unknown = fields.parser.parse_known_args(strings)
+    namespace, unknown = _field_parser(prog).parse_known_args(strings)
     if unknown:
         raise ConfigError(
             f"unrecognized arguments: {' '.join(unknown)} (neither a flag of this command nor "
@@ -97,19 +97,15 @@ def check_field(name: str, value: Any) -> None:
         raise ConfigError(f"{flag} {value!r}: choose from {', '.join(LOSS_TYPES)}")
     if name not in FIELD_LIMITS or value is None:
         return
-    if not math.isfinite(value):
-        raise ConfigError(f"{flag}: must be a finite number, got {value}")
     low, high, strict = FIELD_LIMITS[name]
-    below = value <= low if strict else value < low
-    if below or (high is not None and value > high):
-        above = "greater than" if strict else "at least"
-        limit = f"{above} {low:g}" + (f" and at most {high:g}" if high is not None else "")
-        raise ConfigError(f"{flag}: must be {limit}, got {value}")
+    problem = range_problem(value, low, high, strict=strict)
+    if problem:
+        raise ConfigError(f"{flag}: {problem}, got {value}")
 
 
 def print_help(prog: str) -> None:
     """Every GRPOConfig field with TRL's own help text (train_grpo.py --help-grpo)."""
-    _Parser(prog).parser.print_help()
+    _field_parser(prog).print_help()
 
 
 def read_config_file(path: Path, own_flags: Mapping[str, bool]) -> list[str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import netcheck
-from grpo.cli import ConfigError, UserError, bounded, comma_list, positive_float, positive_int
+from grpo.cli import ConfigError, UserError, comma_list, positive_float, positive_int, random_seed
 from grpo.model_names import EMBEDDED_MODELS, looks_like_path, requested_name
 from grpo.plan import (
     BF16_ABOVE_GB,
@@ -78,7 +78,7 @@ def add_arguments(
             default="auto",
             help="auto: learner on a CUDA GPU, the offline demo (tiny) without one",
         ),
-        run.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=0),
+        run.add_argument("--seed", type=random_seed, default=0),
         run.add_argument("--train-size", type=positive_int, help="prompts (default: profile)"),
         run.add_argument("--eval-size", type=positive_int, help="questions (default: profile)"),
         run.add_argument("--skip-eval", action="store_true", help="train only, no evaluation"),
