@@ -46,7 +46,14 @@ def code_cells(notebook: dict) -> list[dict]:
 
 
 def test_the_series_is_complete_and_numbered():
-    assert [path.stem for path in NOTEBOOKS] == EXPECTED
+    """The six lessons, and appendices named after the lesson they belong to."""
+    main = [path.stem for path in NOTEBOOKS if not path.stem.startswith("appendix_")]
+    assert main == EXPECTED
+    lessons = {stem[:2] for stem in EXPECTED}
+    for path in NOTEBOOKS:
+        if path.stem.startswith("appendix_"):
+            assert re.fullmatch(r"appendix_\d\d_[a-z0-9_]+", path.stem), path.name
+            assert path.stem.split("_")[1] in lessons, path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
