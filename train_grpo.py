@@ -380,6 +380,9 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
     check_device(config)
     for line in config.notes:
         print(line)
+    from grpo import progress  # imports transformers: after the checks that need none
+
+    progress.quiet_weight_loading()  # each load says itself in one line, without a bar
     model_path = model_folder(config)  # a model that cannot be had stops the run here
     if not main_process:
         return train(args, config, model_path, None)
@@ -387,7 +390,8 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
         run_dir.update(config=config.settings())
         metrics = train(args, config, model_path, run_dir)
         wall = run_dir.finish(global_step=metrics["steps"], wall_time_s=metrics["wall_time_s"])
-    print(f"Done in {wall} s; results in {args.output_dir}")
+    print(f"Done in {wall} s.")
+    print("\n".join(progress.closing_lines(args.output_dir)))
     return metrics
 
 
