@@ -3,12 +3,11 @@
 One setting names the model, the environment variable ``GRPO_MODEL`` (or a `name` argument):
 
 * unset or ``auto``: decided by what the caller does with the model.
-  - Looking at it (notebooks 01-03, a chat, evaluating the base model):
-    `choose_inference_model` takes Qwen2.5-0.5B-Instruct whenever it can be had (the
-    ModelScope or Hugging Face cache, then ModelScope, then the hub) on CUDA, MPS or the
-    CPU; only when no source has it, the embedded ``tiny`` model, with one line saying why
-    and what to do.
-  - Training (and `resolve_model`, which the command lines use): the training rule of
+  - Looking at it (generating, as notebooks 01-03 do): `choose_inference_model` takes
+    Qwen2.5-0.5B-Instruct whenever it can be had (the ModelScope or Hugging Face cache,
+    then ModelScope, then the hub) on CUDA, MPS or the CPU; only when no source has it, the
+    embedded ``tiny`` model, with one line saying why and what to do.
+  - `resolve_model` (`load_policy`, both command lines): the training rule of
     `grpo.run_config.choose_model_and_profile`: Qwen2.5 on a CUDA GPU, the embedded ``tiny``
     model without one.
 * ``real``: Qwen/Qwen2.5-0.5B-Instruct, or an error naming the sources tried;
