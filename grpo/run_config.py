@@ -235,6 +235,10 @@ def parse(argv: list[str], prog: str, description: str = ""):
         if recipe is not None:
             parser.set_defaults(**_recipe_defaults(recipe, switches))
         args, rest = parser.parse_known_args(argv)
+        if "--no-lora" in argv:  # a recipe's LoRA settings go with its LoRA
+            for name in ("lora_r", "lora_alpha", "lora_target_modules"):
+                if flag(name) not in argv:
+                    setattr(args, name, None)
         if args.output_dir.exists() and not args.output_dir.is_dir():
             raise ConfigError(f"argument --output-dir: {args.output_dir} is a file, not a folder")
         fields = grpo_fields.parse_fields(rest, prog)

@@ -368,3 +368,91 @@ def test_use_vllm_is_colocated_with_its_share_planned(tmp_path, gpu_24gb, monkey
 
 def test_vllm_settings_without_vllm_are_refused(tmp_path, no_gpu, capsys):
     assert "--use-vllm" in refusal(capsys, tmp_path, "--vllm-gpu-memory-utilization", "0.5")
+
+
+# ---------------------------------------------------------------------------------------------
+# What TRL, the tutorial's limits and the launcher refuse: before any folder is claimed
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--generation-batch-size", "7"], "TRL's GRPOConfig refuses these settings"),
+        (["--steps-per-generation", "0"], "--steps-per-generation: must be at least 1"),
+        (["--warmup-steps", "nan"], "--warmup-steps: must be a finite number"),
+        (["--warmup-steps", "-5"], "--warmup-steps: must be at least 0"),
+        (["--adam-beta1", "2"], "--adam-beta1: must be at least 0 and at most 1"),
+        (["--top-k", "-5"], "--top-k: must be at least 0"),
+        (["--min-p", "nan"], "--min-p: must be a finite number"),
+        (["--repetition-penalty", "0"], "--repetition-penalty: must be greater than 0"),
+        (["--scale-rewards", "bogus"], "--scale-rewards 'bogus': choose from"),
+        (["--reward-weights", "1", "2"], "one weight per reward function (5)"),
+        (["--reward-weights", "nan", "nan", "nan", "nan", "nan"], "must be a finite number"),
+        (["--save-steps", "1.5"], "a ratio below 1 or a whole number of steps"),
+        (["--eval-strategy", "steps"], "not supported here"),
+        (["--push-to-hub", "true"], "not supported here"),
+        (["--weight-decay", "nan"], "--weight-decay: must be a finite number"),
+        (["--entropy-coef", "nan"], "--entropy-coef: must be a finite number"),
+    ],
+)
+def test_settings_trl_would_reject_later_are_refused_first(tmp_path, no_gpu, capsys, flags, named):
+    err = refusal(capsys, tmp_path / "run", "--model", "tiny", *flags)
+
+    assert named in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WORLD_SIZE": "2"}, "MASTER_ADDR and MASTER_PORT unset"),
+        ({"LOCAL_RANK": "abc"}, "LOCAL_RANK='abc' is not a number"),
+        ({"ACCELERATE_USE_DEEPSPEED": "true"}, "ACCELERATE_USE_DEEPSPEED is set outside a launch"),
+        ({"ACCELERATE_MIXED_PRECISION": "fp16"}, "but this run plans no"),
+    ],
+)
+def test_stray_launcher_variables_are_one_line_in_the_dry_run_as_in_the_run(
+    tmp_path, no_gpu, capsys, monkeypatch, env, named
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    for extra in ([], ["--dry-run"]):
+        err = refusal(capsys, tmp_path / "run", "--model", "tiny", *extra)
+        assert named in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_switch_a_recipe_turns_on_can_be_turned_off(tmp_path, gpu_24gb):
+    run = resolve(tmp_path, "--config", str(CONFIG_FILE), "--no-lora")
+    assert run.lora is None
+    assert run.grpo["learning_rate"] == 2e-5  # the rest of the recipe still holds
+
+
+def test_a_recipe_in_another_folder_extends_a_profile_and_its_typed_by_trl(tmp_path, no_gpu):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("extends: tiny.yaml\nlearning_rate: 1e-4\nmax_steps: 5\nseed: 3\n")
+
+    run = resolve(tmp_path / "run", "--config", str(recipe))
+
+    # YAML reads 1e-4 as text; TRL's parser types it as the flag would be
+    assert run.grpo["learning_rate"] == 1e-4 and run.grpo["max_steps"] == 5
+    assert (run.profile.name, run.seed, run.model) == ("tiny", 3, "tiny")
+
+
+def test_resolve_run_is_the_command_lines_run(tmp_path, gpu_24gb):
+    from grpo.run_config import resolve_run
+
+    in_notebook = resolve_run(tmp_path, profile="learner", lora=True, learning_rate=2e-5)
+    on_command_line = resolve(tmp_path, "--profile", "learner", "--lora", "--learning-rate", "2e-5")
+
+    assert in_notebook.settings() == on_command_line.settings()
+    layout = (in_notebook.plan.micro_batch, in_notebook.plan.accumulation)  # the card's fit
+    grpo = in_notebook.grpo
+    assert (grpo["per_device_train_batch_size"], grpo["gradient_accumulation_steps"]) == layout
+
+
+def test_a_toy_run_records_no_gsm8k_source(tmp_path, no_gpu, monkeypatch):
+    """A GSM8K_DIR the toy task never reads must not make --resume refuse a toy run."""
+    monkeypatch.setenv("GSM8K_DIR", str(tmp_path))
+    assert resolve(tmp_path / "run", "--model", "tiny").settings()["data"] is None
