@@ -605,8 +605,10 @@ def resolve(
     refusal = cpu_problem(shape, plan.steps, args.allow_cpu) if device == "cpu" else None
     notes = (
         why,
-        f"{plan.steps:,} steps, estimated {duration(plan.steps * plan.seconds_per_step)} "
-        f"({plan.steps:,} x {plan.seconds_per_step:g} s: {plan.seconds_source}).",
+        f"{plan.steps:,} training steps, estimated "
+        f"{duration(plan.steps * plan.seconds_per_step)} ({plan.steps:,} x "
+        f"{plan.seconds_per_step:g} s: {plan.seconds_source}); loading and the two "
+        "evaluations come on top.",
     )
     return RunConfig(
         model=model,
