@@ -223,3 +223,52 @@ def test_a_world_size_that_is_no_number_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as caught:
         train_grpo.main([*COMMAND, "--output-dir", str(tmp_path)])
     assert caught.value.code in (1, 2) or "WORLD_SIZE='abc'" in str(caught.value.code)
+
+
+@pytest.mark.parametrize("inside", ["final", "checkpoints/checkpoint-2"])
+def test_overwrite_never_deletes_the_model_it_was_asked_to_train(copy_of_finished_run, inside):
+    """cp -a R R2; $T --model R2/final --output-dir R2 --overwrite removed final/, the
+    checkpoints and metrics, then failed "Model folder not found: R2/final"."""
+    before = digests(copy_of_finished_run)
+    model = copy_of_finished_run / inside
+    argv = [*COMMAND, "--model", str(model), "--output-dir", str(copy_of_finished_run)]
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*argv, "--overwrite"])
+
+    assert "lies inside" in str(caught.value.code)
+    assert digests(copy_of_finished_run) == before
+
+
+def test_resume_after_training_finished_goes_straight_to_what_is_missing(
+    copy_of_finished_run, capsys
+):
+    """D5: a kill at "Evaluating after" (or right after training), then --resume, trained a
+    step past the end: "step 3/2", metrics.json "steps": 3 and a checkpoint-3."""
+    shutil.rmtree(copy_of_finished_run / "final")
+    (copy_of_finished_run / "metrics.json").unlink()
+    mark_interrupted(copy_of_finished_run)
+
+    metrics = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
+
+    assert "Training had finished at checkpoint-2" in capsys.readouterr().out
+    assert metrics["steps"] == 2
+    assert [entry["step"] for entry in metrics["reward_per_step"]] == [1, 2]
+    assert not (copy_of_finished_run / "checkpoints" / "checkpoint-3").exists()
+    assert (copy_of_finished_run / "final" / "model.safetensors").is_file()
+    assert not (copy_of_finished_run / "final" / "optimizer.pt").exists()
+    assert run_json(copy_of_finished_run)["status"] == "complete"
+
+
+def test_a_hand_emptied_evaluation_before_is_evaluated_again_on_resume(
+    copy_of_finished_run, capsys
+):
+    """evaluation_before.json `{}` gave a KeyError once training had finished."""
+    (copy_of_finished_run / "evaluation_before.json").write_text("{}")
+    (copy_of_finished_run / "metrics.json").unlink()
+    mark_interrupted(copy_of_finished_run)
+
+    metrics = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
+
+    assert "Reusing the evaluation" not in capsys.readouterr().out
+    assert 0.0 <= metrics["accuracy_before"] <= 1.0
