@@ -272,3 +272,52 @@ def test_a_hand_emptied_evaluation_before_is_evaluated_again_on_resume(
 
     assert "Reusing the evaluation" not in capsys.readouterr().out
     assert 0.0 <= metrics["accuracy_before"] <= 1.0
+
+
+def broken_copy(source: Path, target: Path, damage: str) -> Path:
+    """A copy of the model folder `source`, damaged as a user's hand or a cut download would."""
+    folder = Path(shutil.copytree(source, target))
+    config = json.loads((folder / "config.json").read_text())
+    if damage == "truncated-weights":
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "config-only":
+        for path in folder.iterdir():
+            if path.name != "config.json":
+                path.unlink()
+    elif damage == "no-tokenizer":
+        for path in folder.glob("tokenizer*"):
+            path.unlink()
+    elif damage == "bert-config":
+        config.update(model_type="bert", architectures=["BertLMHeadModel"])
+    elif damage == "no-layers":
+        config.update(num_hidden_layers=-1)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+MODEL_DAMAGE = {
+    "truncated-weights": "does not load: SafetensorError",
+    "config-only": "holds no tokenizer",
+    "no-tokenizer": "holds no tokenizer",
+    "bert-config": "do not fit the model its config.json describes",
+    "no-layers": "does not load",
+}
+
+
+@pytest.mark.parametrize("damage", MODEL_DAMAGE)
+def test_a_model_folder_that_cannot_train_is_one_line_before_anything_is_written(
+    tmp_path, tiny_cache, tiny_model_dir, damage
+):
+    """--skip-eval bypassed the guarded loader: SafetensorError/OSError tracebacks after
+    run.json was written; a bert config over Qwen weights trained freshly made weights."""
+    model = broken_copy(tiny_model_dir, tmp_path / "model", damage)
+    argv = [*COMMAND, "--model", str(model), "--profile", "tiny", "--skip-eval"]
+    argv += ["--output-dir", str(tmp_path / "out")]
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main(argv)
+
+    assert str(caught.value.code).startswith("train_grpo.py: error: ")
+    assert MODEL_DAMAGE[damage] in caught.value.code
+    assert not (tmp_path / "out").exists()
