@@ -272,8 +272,9 @@ def check_model_loads(path: Path) -> None:
     from safetensors import SafetensorError
     from transformers.utils import logging
 
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()  # the loader's own report of what follows
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()  # the loader's own report and progress bar: said below
+    logging.disable_progress_bar()
     try:
         _, info = AutoModelForCausalLM.from_pretrained(
             path, device_map="meta", output_loading_info=True
@@ -283,6 +284,8 @@ def check_model_loads(path: Path) -> None:
         raise ModelProblem(f"the model in {path} does not load: {_reason(error)}") from None
     finally:
         logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
     wrong = {k: sorted(info[f"{k}_keys"]) for k in ("missing", "unexpected", "mismatched")}
     if any(wrong.values()):
         counts = ", ".join(
