@@ -536,3 +536,31 @@ def test_a_folder_whose_only_checkpoint_is_incomplete_is_not_told_to_resume(tmp_
         RunDir(tmp_path, OUTPUTS, SETTINGS, keep=("checkpoints",))
 
     assert "--resume" not in str(refused.value)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGHUP"), reason="no SIGHUP on Windows")
+def test_sighup_ends_a_run_like_sigterm(tmp_path, capsys):
+    """A closed terminal exited 129 with run.json "running" and no message."""
+    import signal
+
+    def work():
+        with RunDir(tmp_path, OUTPUTS, SETTINGS):
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    with pytest.raises(SystemExit) as caught:
+        run_main("train_grpo.py", work)
+
+    assert caught.value.code == 129
+    assert capsys.readouterr().err == "train_grpo.py: interrupted (SIGHUP)\n"
+    assert record(tmp_path)["status"] == "interrupted"
+
+
+def test_an_output_dir_name_longer_than_file_systems_allow_is_a_usage_error():
+    """--output-dir of 300 characters: ENAMETOOLONG, even with --dry-run."""
+    import argparse
+
+    from grpo.cli import output_folder
+
+    with pytest.raises(argparse.ArgumentTypeError, match="300 bytes long; file systems allow 255"):
+        output_folder("runs/" + "x" * 300)
+    assert output_folder("runs/" + "x" * 255).name == "x" * 255

@@ -321,3 +321,14 @@ def test_a_model_folder_that_cannot_train_is_one_line_before_anything_is_written
     assert str(caught.value.code).startswith("train_grpo.py: error: ")
     assert MODEL_DAMAGE[damage] in caught.value.code
     assert not (tmp_path / "out").exists()
+
+
+def test_a_train_size_beyond_the_toy_task_is_one_line_before_anything_is_written(tmp_path):
+    """--train-size 100000000 on toy grew to 3.4 GB in 80 s and ignored Ctrl-C."""
+    argv = [*COMMAND, "--train-size", "100000000", "--output-dir", str(tmp_path / "out")]
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main(argv)
+
+    assert "--train-size 100,000,000: the toy task holds" in caught.value.code
+    assert not (tmp_path / "out").exists()
