@@ -175,10 +175,18 @@ def _in_use(folder: Path, record: dict | None) -> str:
     )
 
 
-def _differences(before: dict, now: dict) -> list[str]:
+def _differences(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """Each setting that differs, by its dotted name (`grpo.learning_rate`), not the whole
+    dictionary it sits in."""
     before = before if isinstance(before, dict) else {}  # a hand-edited run.json
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-    return [f"{k}: {before.get(k)!r} there, {now.get(k)!r} here" for k in changed]
+    lines = []
+    for key in sorted(set(before) | set(now), key=str):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            lines.append(f"{prefix}{key}: {old!r} there, {new!r} here")
+    return lines
 
 
 def _remove(path: Path) -> None:

@@ -564,3 +564,11 @@ def test_an_output_dir_name_longer_than_file_systems_allow_is_a_usage_error():
     with pytest.raises(argparse.ArgumentTypeError, match="300 bytes long; file systems allow 255"):
         output_folder("runs/" + "x" * 300)
     assert output_folder("runs/" + "x" * 255).name == "x" * 255
+
+
+def test_a_resume_refusal_names_the_changed_setting_not_its_whole_group(tmp_path):
+    interrupted_run(tmp_path)
+    other = {**SETTINGS, "grpo": {"max_steps": 4}}
+
+    with pytest.raises(UserError, match=r"\(grpo.max_steps: 3 there, 4 here\)"):
+        RunDir.preflight(tmp_path, OUTPUTS, other, resume=True)
