@@ -283,12 +283,20 @@ def wall_time_recorder(run_dir: RunDir):
     return RecordWallTime()
 
 
+def checkpoint_match(config: RunConfig) -> dict:
+    """What a checkpoint must share with this run to be resumed (one copied in from a run
+    with other settings is skipped): its kind (LoRA or full) and its planned steps."""
+    max_steps = config.grpo.get("max_steps", -1)
+    expected = {"max_steps": max_steps} if max_steps > 0 else {}
+    return {"lora": config.lora is not None, "expected": expected}
+
+
 def resume_point(config: RunConfig, resume: bool) -> Path | None:
     """The newest complete checkpoint to continue from, when --resume asks for one."""
     if not resume:
         return None
     found = checkpoints.resume_point(
-        Path(config.grpo["output_dir"]), load=True, report=print, lora=config.lora is not None
+        Path(config.grpo["output_dir"]), load=True, report=print, **checkpoint_match(config)
     )
     print(f"Resuming from {found}")
     return found
@@ -425,7 +433,7 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
         # False for --resume of an --overwrite cut short: the claim finishes it, afresh
         args.resume = RunDir.preflight(args.output_dir, **claim)
     if args.resume:
-        checkpoints.resume_point(Path(config.grpo["output_dir"]), lora=config.lora is not None)
+        checkpoints.resume_point(Path(config.grpo["output_dir"]), **checkpoint_match(config))
     check_device(config)
     for line in config.notes:
         print(line)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -131,7 +131,7 @@ def _zip_problem(path: Path, verify: bool, load: bool, mmap: bool = False) -> st
     return None
 
 
-def _state_problem(checkpoint: Path) -> str | None:
+def _state_problem(checkpoint: Path, expected: Mapping[str, object]) -> str | None:
     try:
         state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
         step, history = state["global_step"], state.get("log_history", [])
@@ -141,6 +141,9 @@ def _state_problem(checkpoint: Path) -> str | None:
         return f"{STATE_FILE} says step {step!r}"
     if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
         return f"{STATE_FILE}'s log_history is not a list of records"
+    other = [f"{k} {state.get(k)!r}, here {v!r}" for k, v in expected.items() if state.get(k) != v]
+    if other:
+        return f"it was saved by a run with other settings ({'; '.join(other)})"
     return None
 
 
@@ -155,11 +158,17 @@ def _config_problem(checkpoint: Path) -> str | None:
     return None if isinstance(config, dict) else "config.json is not a model's config"
 
 
-def problem(checkpoint: Path, load: bool = False, lora: bool | None = None) -> str | None:
+def problem(
+    checkpoint: Path,
+    load: bool = False,
+    lora: bool | None = None,
+    expected: Mapping[str, object] | None = None,
+) -> str | None:
     """Why `checkpoint` cannot be resumed from, or None if it is complete; `lora` (when
-    known) says whether the run trains an adapter. Never raises."""
+    known) says whether the run trains an adapter, `expected` holds trainer_state.json
+    values the run must share (a checkpoint copied in from another run). Never raises."""
     found = (
-        _state_problem(checkpoint)
+        _state_problem(checkpoint, expected or {})
         or _config_problem(checkpoint)
         or _weights_problem(checkpoint, thorough=load, lora=lora)
     )
@@ -179,10 +188,11 @@ def newest_complete(
     load: bool = False,
     report: Callable[[str], None] | None = None,
     lora: bool | None = None,
+    expected: Mapping[str, object] | None = None,
 ) -> Path | None:
     """The newest complete checkpoint in `folder`; each newer one skipped is reported."""
     for checkpoint in steps(folder):
-        why = problem(checkpoint, load, lora)
+        why = problem(checkpoint, load, lora, expected)
         if why is None:
             return checkpoint
         if report:
@@ -195,6 +205,7 @@ def resume_point(
     load: bool = False,
     report: Callable[[str], None] | None = None,
     lora: bool | None = None,
+    expected: Mapping[str, object] | None = None,
 ) -> Path:
     """The checkpoint `--resume` continues from; NoCheckpoint naming every checkpoint
     skipped and why, or saying that none was saved."""
@@ -205,7 +216,7 @@ def resume_point(
         if report:
             report(line)
 
-    found = newest_complete(folder, load, note, lora)
+    found = newest_complete(folder, load, note, lora, expected)
     if found is not None:
         return found
     if not skipped:

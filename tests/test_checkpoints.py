@@ -242,3 +242,15 @@ def test_the_exported_model_holds_no_training_state(tmp_path, two_checkpoints):
     final = checkpoints.export_model(two_checkpoints[1], tmp_path / "final")
 
     assert sorted(p.name for p in final.iterdir()) == ["model.safetensors"]
+
+
+def test_a_checkpoint_of_a_run_with_other_settings_is_skipped(tmp_path, two_checkpoints):
+    """A checkpoint copied in from a run with other settings resumed silently."""
+    older, newest = two_checkpoints
+    edit_state(newest, max_steps=100)
+    skipped: list[str] = []
+
+    found = checkpoints.newest_complete(tmp_path, report=skipped.append, expected={"max_steps": 6})
+
+    assert found == older
+    assert "saved by a run with other settings (max_steps 100, here 6)" in skipped[0]
