@@ -252,12 +252,13 @@ def saved_scores_usable(metrics: object, config: RunConfig, questions: int) -> b
     not a KeyError once training has finished."""
     import math
 
+    if not isinstance(metrics, dict):
+        return False
     budgets = config.profile.evaluation.also_scored_at
     rates = ("accuracy", "strict_format", "soft_format")
     names = [*rates, "mean_tokens", *(f"{r}_at_{b}_tokens" for b in budgets for r in rates)]
     return (
-        isinstance(metrics, dict)
-        and metrics.get("num_examples") == questions
+        metrics.get("num_examples") == questions
         and isinstance(metrics.get("eval_dtype"), str)
         and all(isinstance(metrics.get(n), float) and math.isfinite(metrics[n]) for n in names)
     )
