@@ -123,7 +123,7 @@ def check_environment(config: RunConfig) -> None:
     if config.profile.dataset == "toy":  # sizes bounded by what exists, not by memory
         from offline_demo.toy_task import max_distinct
 
-        if config.train_size > max_distinct("train"):
+        if (config.train_size or 0) > max_distinct("train"):
             raise UserError(
                 f"--train-size {config.train_size:,}: the toy task holds "
                 f"{max_distinct('train'):,} distinct training questions"
