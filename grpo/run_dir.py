@@ -127,7 +127,7 @@ def record_owner(record: dict) -> str | None:
     return record.get("owner") or fallback
 
 
-def _number_field(record: dict, name: str, kind: type) -> float:
+def _number_field(record: dict, name: str, kind: type[int] | type[float]) -> int | float:
     """A count or a time from a run.json that may have been edited by hand: 0 if absent,
     UserError if it is not a number."""
     value = record.get(name, 0)
