@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,11 +75,20 @@ def check_local_dir() -> Path | None:
             f"{LOCAL_DIR_ENV_VAR}={location} {what}: it must be a folder holding GSM8K's "
             "train.jsonl and test.jsonl"
         )
+    questions = {}
     for split in SPLITS:
         try:
-            read_jsonl(folder / f"{split}.jsonl")
+            records = read_jsonl(folder / f"{split}.jsonl")
         except (OSError, ValueError) as error:
             raise DataUnavailable(f"{LOCAL_DIR_ENV_VAR}={location} is unusable: {error}") from None
+        questions[split] = {record["question"].strip() for record in records}
+    shared = questions["train"] & questions["test"]
+    if shared:
+        raise DataUnavailable(
+            f"{LOCAL_DIR_ENV_VAR}={location} is unusable: {len(shared):,} question(s) are in "
+            f"both train.jsonl and test.jsonl (e.g. {min(shared)[:60]!r}), so the held-out "
+            "accuracy would count questions the model trained on (GSM8K's splits share none)"
+        )
     return folder
 
 
@@ -129,19 +139,34 @@ def build_prompt(question: str) -> list[dict]:
     ]
 
 
+# GSM8K's gold answers: a number in ASCII digits (after extract_hash_answer drops commas).
+GOLD_NUMBER = re.compile(r"[-+]?(\d+(\.\d+)?|\.\d+)", re.ASCII)
+
+
 def _parse_record(line: str) -> dict:
     """One JSONL line as a GSM8K record; ValueError saying what is wrong otherwise."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise ValueError(f"not valid JSON ({error.msg})") from error
+    except RecursionError:  # `[[[[...` 100,000 deep: a record is one flat object
+        raise ValueError("not a GSM8K record (JSON nested too deep)") from None
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     for key in ("question", "answer"):
         if not isinstance(record.get(key), str):
             raise ValueError(f"missing a string '{key}'")
-    if extract_hash_answer(record["answer"]) is None:
+        try:
+            record[key].encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate such as "\ud800": not text
+            raise ValueError(
+                f"the '{key}' holds an escape that is no character (\\ud800...)"
+            ) from None
+    gold = extract_hash_answer(record["answer"])
+    if gold is None:
         raise ValueError("the answer has no '#### <number>' final line")
+    if not GOLD_NUMBER.fullmatch(gold):
+        raise ValueError(f"the gold answer {gold[:40]!r} after '####' is not a number")
     return record
 
 

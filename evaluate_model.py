@@ -238,8 +238,14 @@ def run(args: argparse.Namespace) -> dict:
     dataset = load_questions(args.dataset, args.split, args.limit, args.seed)
     if len(dataset) == 0:
         raise UserError(f"no {args.dataset} {args.split} questions to evaluate")
+    if args.limit and len(dataset) < args.limit:  # what was used, never silently less
+        print(
+            f"--limit {args.limit:,}: the {args.dataset} {args.split} split holds "
+            f"{len(dataset):,} questions here; evaluating all {len(dataset):,}"
+        )
     loaded = load(args, model)
-    with RunDir(args.output_dir, OUTPUTS, settings, **claim) as run_dir:
+    inputs = (model.base, model.adapter) if model.adapter else (model.base,)
+    with RunDir(args.output_dir, OUTPUTS, settings, inputs=inputs, **claim) as run_dir:
         metrics = evaluate_to(args, run_dir, model, dataset, loaded)
         run_dir.finish()
     return metrics

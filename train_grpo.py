@@ -61,6 +61,14 @@ def check_environment(config: RunConfig) -> None:
         data.check_full_gsm8k_available()  # GSM8K_DIR's files included
     else:
         data.check_local_dir()
+    if config.profile.dataset == "toy":  # sizes bounded by what exists, not by memory
+        from offline_demo.toy_task import max_distinct
+
+        if (config.train_size or 0) > max_distinct("train"):
+            raise UserError(
+                f"--train-size {config.train_size:,}: the toy task holds "
+                f"{max_distinct('train'):,} distinct training questions"
+            )
     if config.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is None:
         raise UserError(
             f"--use-vllm needs vLLM (Linux + CUDA GPU): pip install '{VLLM_REQUIREMENT}', the "
@@ -91,6 +99,13 @@ def check_device(config: RunConfig) -> None:
         )
 
 
+def model_inputs(name: str) -> tuple[Path, ...]:
+    """The model folder a run reads, when `name` is one: never one of the run's outputs."""
+    from grpo.model_names import looks_like_path
+
+    return (Path(name).expanduser(),) if looks_like_path(name) else ()
+
+
 def model_folder(config: RunConfig) -> Path:
     """The model's local folder, found or downloaded before any output file exists; a
     real-size model found only now (a hub id) is checked against the CPU rule here."""
@@ -115,6 +130,11 @@ def load_data(config: RunConfig):
     )
     if not config.skip_eval and len(eval_set) == 0:
         raise UserError("no evaluation questions: check --eval-size and the data source")
+    if config.train_size and len(train_set) < config.train_size:  # said, never silently less
+        print(
+            f"--train-size {config.train_size:,}: the training split holds {len(train_set):,} "
+            "questions here; training on all of them"
+        )
     return train_set, eval_set
 
 
@@ -157,14 +177,32 @@ def evaluation_before(
     if resume and (output_dir / "completions_before.jsonl").is_file():
         try:
             metrics = json.loads(saved.read_text(encoding="utf-8"))
-        except (OSError, ValueError):  # not saved, or cut short: evaluate again
+        except (OSError, ValueError, RecursionError):  # not saved, or cut short: evaluate again
             metrics = None
-        if isinstance(metrics, dict):
+        if saved_scores_usable(metrics, config, len(eval_set)):
             print(f"Reusing the evaluation before training from {saved} (--resume)")
             return EvalResult(metrics)
     result = evaluate_folder(model_path, config, eval_set, output_dir, "before")
     artifacts.write_json(saved, result.metrics)
     return result
+
+
+def saved_scores_usable(metrics: object, config: RunConfig, questions: int) -> bool:
+    """True if a saved evaluation_before.json holds every score this run's evaluation
+    gives, as finite numbers, for as many questions: a hand-edited `{}` is evaluated again,
+    not a KeyError once training has finished."""
+    import math
+
+    if not isinstance(metrics, dict):
+        return False
+    budgets = config.profile.evaluation.also_scored_at
+    rates = ("accuracy", "strict_format", "soft_format")
+    names = [*rates, "mean_tokens", *(f"{r}_at_{b}_tokens" for b in budgets for r in rates)]
+    return (
+        metrics.get("num_examples") == questions
+        and isinstance(metrics.get("eval_dtype"), str)
+        and all(isinstance(metrics.get(n), float) and math.isfinite(metrics[n]) for n in names)
+    )
 
 
 def free_memory() -> None:
@@ -187,11 +225,21 @@ def wall_time_recorder(run_dir: RunDir):
     return RecordWallTime()
 
 
+def checkpoint_match(config: RunConfig) -> dict:
+    """What a checkpoint must share with this run to be resumed (one copied in from a run
+    with other settings is skipped): its kind (LoRA or full) and its planned steps."""
+    max_steps = config.grpo.get("max_steps", -1)
+    expected = {"max_steps": max_steps} if max_steps > 0 else {}
+    return {"lora": config.lora is not None, "expected": expected}
+
+
 def resume_point(config: RunConfig, resume: bool) -> Path | None:
     """The newest complete checkpoint to continue from, when --resume asks for one."""
     if not resume:
         return None
-    found = checkpoints.resume_point(Path(config.grpo["output_dir"]), load=True, report=print)
+    found = checkpoints.resume_point(
+        Path(config.grpo["output_dir"]), load=True, report=print, **checkpoint_match(config)
+    )
     print(f"Resuming from {found}")
     return found
 
@@ -282,11 +330,19 @@ def train(
         before = evaluation_before(model_path, config, eval_set, args.output_dir, args.resume)
 
     trainer = build_trainer(config, model_path, train_set, run_dir)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    if trainer.state.global_step == 0:
-        raise UserError("training ran 0 steps: check --max-steps, --train-size and the batch")
     final = args.output_dir / "final"
-    trainer.save_model(str(final))
+    if resume_from and checkpoints.training_finished(resume_from):  # killed after training
+        from transformers import TrainerState
+
+        print(f"Training had finished at {resume_from.name}: its model becomes final/")
+        trainer.state = TrainerState.load_from_json(str(resume_from / checkpoints.STATE_FILE))
+        if run_dir is not None:
+            checkpoints.export_model(resume_from, final)
+    else:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if trainer.state.global_step == 0:
+            raise UserError("training ran 0 steps: check --max-steps, --train-size and the batch")
+        trainer.save_model(str(final))
     if run_dir is None:
         return {}
     if evaluate_here:
@@ -312,12 +368,14 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
         overwrite=args.overwrite,
         keep=(CHECKPOINTS,),
         owner="train_grpo.py",
+        inputs=model_inputs(config.model),
     )
     main_process = is_main_process()
     if main_process:  # refuse a folder we will not get before torch loads
-        RunDir.preflight(args.output_dir, **claim)
+        # False for --resume of an --overwrite cut short: the claim finishes it, afresh
+        args.resume = RunDir.preflight(args.output_dir, **claim)
     if args.resume:
-        checkpoints.resume_point(Path(config.grpo["output_dir"]))
+        checkpoints.resume_point(Path(config.grpo["output_dir"]), **checkpoint_match(config))
     check_device(config)
     for line in config.notes:
         print(line)
@@ -325,6 +383,7 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
 
     progress.quiet_weight_loading()  # each load says itself in one line, without a bar
     model_path = model_folder(config)  # a model that cannot be had stops the run here
+    claim["inputs"] = (model_path,)
     if not main_process:
         return train(args, config, model_path, None)
     with RunDir(args.output_dir, **claim) as run_dir:

@@ -21,16 +21,7 @@ def _current_umask() -> int:
     return mask
 
 
-TEMP_SUFFIX = ".tmp"
-
-
-def remove_temp_files(folder: Path) -> list[Path]:
-    """Delete the hidden temp files that a killed writer left in `folder` (SIGKILL runs no
-    cleanup). Only for a folder no other process is writing to, such as a locked run folder."""
-    stale = [p for p in Path(folder).glob(f".*{TEMP_SUFFIX}") if p.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
+TEMP_SUFFIX = ".tmp"  # temp names: .<name>.<random>.tmp (grpo.run_dir removes only its own)
 
 
 def _write_atomically(path: Path, write: Callable[[IO], None], mode: str = "w") -> Path:

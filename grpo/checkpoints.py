@@ -5,14 +5,18 @@ that looks fine by name. Resuming from it either crashes (weights, optimizer) or
 goes on quietly with a restarted learning-rate schedule or other random numbers
 (scheduler, RNG state). So each part is checked, from cheap to thorough:
 
-* `trainer_state.json` parses and names the folder's step;
+* `trainer_state.json` parses, names the folder's step as a whole number and holds a
+  log history (a list of records), as the Trainer reads it; a config.json parses;
 * the weights open with `safetensors.safe_open` (header valid, file as long as it says);
   with `load=True` every tensor is read and must hold finite numbers (a block of 0xff
   bytes reads as NaN);
 * the optimizer, scheduler and RNG files are intact zip archives (torch.save's format),
   the small ones with their CRCs checked; with `load=True` the optimizer's CRCs are
   checked too, and every file is loaded by `torch.load(weights_only=True)`, as the Trainer
-  itself will (the optimizer memory-mapped: its values are covered by the CRCs).
+  itself will (the optimizer memory-mapped: its values are covered by the CRCs), and must
+  hold what the Trainer reads from it (an optimizer's state, a scheduler's, RNG states);
+* a run that trains a LoRA adapter resumes only from an adapter's checkpoint, a full run
+  only from a full model's.
 
 `problem` never raises: whatever is wrong with a checkpoint is a reason to skip it.
 Standard library and safetensors only, except `load=True`, which imports torch and
@@ -22,8 +26,9 @@ transformers.
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
@@ -37,8 +42,18 @@ class NoCheckpoint(ValueError):
     is_user_error = True  # grpo.cli.run_main shows it as one line
 
 
-WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")  # full model, LoRA adapter
+MODEL_WEIGHTS, ADAPTER_WEIGHTS = "model.safetensors", "adapter_model.safetensors"
+WEIGHT_FILES = (MODEL_WEIGHTS, ADAPTER_WEIGHTS)
 SHARD_INDEX = "model.safetensors.index.json"
+STATE_FILE = "trainer_state.json"
+# What the Trainer's resume reads besides the model: not part of a saved model (final/).
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", STATE_FILE, "global_step*")
+# The keys the Trainer reads from each file it loads (torch.load of a dict).
+EXPECTED_KEYS = {
+    "optimizer.pt": ("state", "param_groups"),
+    "scheduler.pt": ("last_epoch",),
+    "rng_state": ("python", "numpy", "cpu"),
+}
 
 
 def steps(folder: Path) -> list[Path]:
@@ -69,7 +84,14 @@ def _finite(tensor) -> bool:
     return not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())
 
 
-def _weights_problem(checkpoint: Path, thorough: bool) -> str | None:
+def _weights_problem(checkpoint: Path, thorough: bool, lora: bool | None) -> str | None:
+    if lora is not None:
+        wrong = MODEL_WEIGHTS if lora else ADAPTER_WEIGHTS
+        if (checkpoint / wrong).exists():
+            kind, run = (
+                ("a full model's", "a LoRA run") if lora else ("a LoRA adapter's", "a full run")
+            )
+            return f"it is {kind} checkpoint ({wrong}), and this is {run}"
     for name in WEIGHT_FILES:
         if (checkpoint / name).exists():
             return _safetensors_problem(checkpoint / name, thorough)
@@ -99,26 +121,57 @@ def _zip_problem(path: Path, verify: bool, load: bool, mmap: bool = False) -> st
 
         try:
             with safe_globals():
-                torch.load(path, weights_only=True, mmap=mmap, map_location="cpu")
+                loaded = torch.load(path, weights_only=True, mmap=mmap, map_location="cpu")
         except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError) as error:
             return f"{path.name} does not load ({type(error).__name__})"
+        kind = "rng_state" if path.name.startswith("rng_state") else path.name
+        expected = EXPECTED_KEYS[kind]
+        if not isinstance(loaded, dict) or any(key not in loaded for key in expected):
+            return f"{path.name} is not {kind}'s contents (no {', '.join(expected)})"
     return None
 
 
-def _state_problem(checkpoint: Path) -> str | None:
+def _state_problem(checkpoint: Path, expected: Mapping[str, object]) -> str | None:
     try:
-        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
-        step = state["global_step"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return "trainer_state.json is missing or unreadable"
-    if step != int(checkpoint.name[len(PREFIX) :]):
-        return f"trainer_state.json says step {step}"
+        state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+        step, history = state["global_step"], state.get("log_history", [])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return f"{STATE_FILE} is missing or unreadable"
+    if type(step) is not int or step != int(checkpoint.name[len(PREFIX) :]):
+        return f"{STATE_FILE} says step {step!r}"
+    if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+        return f"{STATE_FILE}'s log_history is not a list of records"
+    other = [f"{k} {state.get(k)!r}, here {v!r}" for k, v in expected.items() if state.get(k) != v]
+    if other:
+        return f"it was saved by a run with other settings ({'; '.join(other)})"
     return None
 
 
-def problem(checkpoint: Path, load: bool = False) -> str | None:
-    """Why `checkpoint` cannot be resumed from, or None if it is complete. Never raises."""
-    found = _state_problem(checkpoint) or _weights_problem(checkpoint, thorough=load)
+def _config_problem(checkpoint: Path) -> str | None:
+    """A config.json that is there must be a JSON object (the Trainer reads it on resume)."""
+    try:
+        config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError):
+        return "config.json is unreadable"
+    return None if isinstance(config, dict) else "config.json is not a model's config"
+
+
+def problem(
+    checkpoint: Path,
+    load: bool = False,
+    lora: bool | None = None,
+    expected: Mapping[str, object] | None = None,
+) -> str | None:
+    """Why `checkpoint` cannot be resumed from, or None if it is complete; `lora` (when
+    known) says whether the run trains an adapter, `expected` holds trainer_state.json
+    values the run must share (a checkpoint copied in from another run). Never raises."""
+    found = (
+        _state_problem(checkpoint, expected or {})
+        or _config_problem(checkpoint)
+        or _weights_problem(checkpoint, thorough=load, lora=lora)
+    )
     if found:
         return found
     deepspeed = any(checkpoint.glob("global_step*"))  # DeepSpeed keeps its optimizer there
@@ -131,11 +184,15 @@ def problem(checkpoint: Path, load: bool = False) -> str | None:
 
 
 def newest_complete(
-    folder: Path, load: bool = False, report: Callable[[str], None] | None = None
+    folder: Path,
+    load: bool = False,
+    report: Callable[[str], None] | None = None,
+    lora: bool | None = None,
+    expected: Mapping[str, object] | None = None,
 ) -> Path | None:
     """The newest complete checkpoint in `folder`; each newer one skipped is reported."""
     for checkpoint in steps(folder):
-        why = problem(checkpoint, load)
+        why = problem(checkpoint, load, lora, expected)
         if why is None:
             return checkpoint
         if report:
@@ -144,7 +201,11 @@ def newest_complete(
 
 
 def resume_point(
-    folder: Path, load: bool = False, report: Callable[[str], None] | None = None
+    folder: Path,
+    load: bool = False,
+    report: Callable[[str], None] | None = None,
+    lora: bool | None = None,
+    expected: Mapping[str, object] | None = None,
 ) -> Path:
     """The checkpoint `--resume` continues from; NoCheckpoint naming every checkpoint
     skipped and why, or saying that none was saved."""
@@ -155,7 +216,7 @@ def resume_point(
         if report:
             report(line)
 
-    found = newest_complete(folder, load, note)
+    found = newest_complete(folder, load, note, lora, expected)
     if found is not None:
         return found
     if not skipped:
@@ -164,3 +225,20 @@ def resume_point(
             "(see --save-steps); start afresh with --overwrite"
         )
     raise NoCheckpoint(f"--resume: no complete checkpoint in {folder} (" + "; ".join(skipped) + ")")
+
+
+def training_finished(checkpoint: Path) -> bool:
+    """True if `checkpoint` (a complete one) was saved at the last step of its training: a
+    resume from it has nothing left to train (the Trainer would run one step past the end)."""
+    state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+    max_steps = state.get("max_steps")
+    return type(max_steps) is int and 0 < max_steps <= state["global_step"]
+
+
+def export_model(checkpoint: Path, target: Path) -> Path:
+    """The model of `checkpoint` written into `target` as `save_model` writes it (every file
+    but the training state, over what is there): the final model of a finished training."""
+    shutil.copytree(
+        checkpoint, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*TRAINING_STATE)
+    )
+    return target

@@ -4,7 +4,8 @@ Standard library only: a mistyped flag must be answered before torch, transforme
 TRL are imported (10-20 s on a laptop), not after the model has loaded.
 
 Exit codes: 0 done (or nothing to do: one line says why); 1 a mistake the user can fix
-(one line on stderr, no traceback); 2 a bad command line; 130 Ctrl-C; 143 SIGTERM. A
+(one line on stderr, no traceback); 2 a bad command line; 130 Ctrl-C; 143 SIGTERM; 129
+SIGHUP (a closed terminal or SSH session). A
 traceback means a bug, or that `--debug` / GRPO_DEBUG=1 asked for one.
 
 Each kind of user error is turned into its line once, here in `run_main`: `UserError`,
@@ -81,7 +82,18 @@ def user_message(error: BaseException) -> str:
 
 
 class Terminated(BaseException):
-    """SIGTERM turned into an exception, so `finally` blocks and temp-file cleanup still run."""
+    """SIGTERM or SIGHUP turned into an exception, so `finally` blocks, temp-file cleanup
+    and run.json's "interrupted" still happen; `signum` is the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# The signals that end a run like SIGTERM does (Windows has no SIGHUP).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def usage_error(prog: str, message: str) -> NoReturn:
@@ -152,12 +164,22 @@ def comma_list(allowed: tuple[str, ...]):
     return parse
 
 
+NAME_MAX = 255  # bytes in one file or folder name: Linux, macOS and Windows alike
+
+
 def output_folder(text: str) -> Path:
     """An argparse type for --output-dir: a folder name; "" (which Path reads as the current
-    folder) is refused."""
+    folder) and a name longer than file systems allow are refused."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty: name a folder for the results")
-    return Path(text)
+    path = Path(text)
+    longest = max(path.parts, key=lambda part: len(os.fsencode(part)))
+    if len(os.fsencode(longest)) > NAME_MAX:
+        raise argparse.ArgumentTypeError(
+            f"the name {longest[:20]}... is {len(os.fsencode(longest))} bytes long; file "
+            f"systems allow {NAME_MAX}"
+        )
+    return path
 
 
 URL_ENV_VARS = ("HF_ENDPOINT", "MODELSCOPE_ENDPOINT", "MODELSCOPE_DOMAIN", "WANDB_BASE_URL")
@@ -194,17 +216,19 @@ def quiet_known_warnings() -> None:
 
 
 def _raise_terminated(signum: int, frame: object) -> NoReturn:
-    raise Terminated(signal.Signals(signum).name)
+    raise Terminated(signum)
 
 
 @contextmanager
 def sigterm_as_exception() -> Iterator[None]:
-    """SIGTERM raises `Terminated` while inside; the previous handler comes back after."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    """SIGTERM and SIGHUP raise `Terminated` while inside; the previous handlers come back
+    after."""
+    previous = {signum: signal.signal(signum, _raise_terminated) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run_main(prog: str, work: Callable[[], T], debug: bool = False) -> T | None:
@@ -225,6 +249,6 @@ def run_main(prog: str, work: Callable[[], T], debug: bool = False) -> T | None:
     except (KeyboardInterrupt, Terminated) as error:
         if debug:
             raise
-        code = EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
+        code = 128 + error.signum if isinstance(error, Terminated) else EXIT_INTERRUPTED
         print(f"{prog}: interrupted ({str(error) or 'Ctrl-C'})", file=sys.stderr)
         raise SystemExit(code) from None

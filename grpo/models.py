@@ -292,15 +292,21 @@ def _adapter_base(adapter: Path) -> str:
     return base
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
 def check_model_folder(path: Path) -> None:
-    """ModelProblem unless `path` looks like a full model folder: a config.json that parses,
-    and neither a run folder nor a bare LoRA adapter (each said with its way out)."""
+    """ModelProblem unless `path` is a full model folder that loads: a config.json that
+    parses, a tokenizer, and weights that fit the causal LM the config names (see
+    `check_model_loads`); neither a run folder nor a bare LoRA adapter (each said with its
+    way out)."""
     if (path / "run.json").is_file() and (path / "final").is_dir():
         raise ModelProblem(f"{path} is a run folder, not a model: pass its model, {path / 'final'}")
     if (path / ADAPTER_CONFIG).is_file():
         raise ModelProblem(
-            f"{path} is a LoRA adapter, not a base model: pass it as --adapter, or as --model "
-            "alone (its base is read from its adapter_config.json)"
+            f"{path} is a LoRA adapter, not a base model: name its base model instead (its "
+            f"{ADAPTER_CONFIG} says which); evaluate_model.py --model {path} evaluates the "
+            "adapter on its base"
         )
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
@@ -310,6 +316,46 @@ def check_model_folder(path: Path) -> None:
         raise ModelProblem(f"{path / 'config.json'} is unreadable: {error}") from None
     if not isinstance(config, dict) or "model_type" not in config:
         raise ModelProblem(f"{path / 'config.json'} is not a model's config (no model_type)")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelProblem(
+            f"{path} holds no tokenizer ({' or '.join(TOKENIZER_FILES)}): copy the tokenizer "
+            "files of the model it was trained from into it"
+        )
+    check_model_loads(path)
+
+
+def check_model_loads(path: Path) -> None:
+    """ModelProblem unless the weights in `path` load, key for key, into the causal LM its
+    config.json names: loaded on the meta device (no memory, no values read), so a config of
+    another architecture (`model_type: bert` over Qwen weights) is refused instead of
+    evaluating or training freshly initialised weights."""
+    from huggingface_hub.errors import StrictDataclassError
+    from safetensors import SafetensorError
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()  # the loader's own report and progress bar: said below
+    logging.disable_progress_bar()
+    try:
+        _, info = AutoModelForCausalLM.from_pretrained(
+            path, device_map="meta", output_loading_info=True
+        )
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError,
+            SafetensorError, StrictDataclassError) as error:  # fmt: skip
+        raise ModelProblem(f"the model in {path} does not load: {_reason(error)}") from None
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+    wrong = {k: sorted(info[f"{k}_keys"]) for k in ("missing", "unexpected", "mismatched")}
+    if any(wrong.values()):
+        counts = ", ".join(
+            f"{len(keys)} {kind} ({keys[0]}, ...)" for kind, keys in wrong.items() if keys
+        )
+        raise ModelProblem(
+            f"the weights in {path} do not fit the model its config.json describes: {counts} "
+            "weights; the config may belong to another model"
+        )
 
 
 def resolve_for_evaluation(name: str | None, adapter: Path | None = None) -> EvaluationModel:

@@ -13,6 +13,12 @@ The rules (docs/command_lines.md states them for the user):
   another command's folder, whatever the flags;
 * `--overwrite` clears only what a run of this project wrote: a non-empty folder without
   run.json is refused, and nothing in it is touched;
+* `--overwrite` never removes an input of the new run (a model inside final/ or
+  checkpoints/), nor another run nested inside an output, nor a user's file that merely
+  looks like a temp file;
+* before removing anything, `--overwrite` marks run.json "replacing": an interruption or a
+  file that cannot be deleted leaves that mark, never a "complete" over a half-cleared
+  folder, and `--overwrite` (or `--resume`, which then starts afresh) finishes the job;
 * `--resume` removes nothing up front, and resuming a complete run changes nothing.
 
 Standard library, `filelock` and `safetensors` only: the checks run before the command lines
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -38,6 +45,7 @@ from grpo.cli import NothingToDo, UserError
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 REUSE_HINT = "pass --resume to continue it, --overwrite to replace it"
+REPLACING = "replacing"  # run.json's status while --overwrite removes the old outputs
 
 
 def _now() -> str:
@@ -81,13 +89,35 @@ def is_main_process() -> bool:
         raise UserError(f"RANK={text!r} is not a process number: unset it") from None
 
 
+class UnreadableRecord(UserError):
+    """A run.json that is there but is no run's record (hand-edited, garbage)."""
+
+
 def read_record(folder: Path) -> dict | None:
-    """The run.json of `folder`, or None if there is none (or it cannot be read)."""
+    """The run.json of `folder`, or None if there is none; UnreadableRecord if it is there
+    but does not parse as a run's record (nothing then shows whose folder it is)."""
+    path = Path(folder) / RUN_FILE
     try:
-        record = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
-    return record if isinstance(record, dict) else None
+    except (OSError, ValueError) as error:  # a folder named run.json, not UTF-8, no access
+        raise UnreadableRecord(_unreadable(path, type(error).__name__)) from None
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):
+        raise UnreadableRecord(_unreadable(path, "not valid JSON")) from None
+    if not isinstance(record, dict) or not isinstance(record_owner(record), str):
+        raise UnreadableRecord(_unreadable(path, "no run's record: it names no owner"))
+    return record
+
+
+def _unreadable(path: Path, why: str) -> str:
+    return (
+        f"{path} is unreadable ({why}), so nothing shows which run the folder holds: "
+        "nothing in it is touched, whatever the flags. Restore the file or choose another "
+        "--output-dir"
+    )
 
 
 def record_owner(record: dict) -> str | None:
@@ -95,6 +125,18 @@ def record_owner(record: dict) -> str | None:
     command = record.get("command")
     fallback = command[0] if isinstance(command, list) and command else None
     return record.get("owner") or fallback
+
+
+def _number_field(record: dict, name: str, kind: type[int] | type[float]) -> int | float:
+    """A count or a time from a run.json that may have been edited by hand: 0 if absent,
+    UserError if it is not a number."""
+    value = record.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise UserError(
+            f"{RUN_FILE}'s {name} is {value!r}, not a number: restore the file, or start "
+            "afresh with --overwrite"
+        )
+    return kind(value)
 
 
 def _lock(folder: Path, previous: dict | None) -> FileLock:
@@ -133,39 +175,100 @@ def _in_use(folder: Path, record: dict | None) -> str:
     )
 
 
-def _differences(before: dict, now: dict) -> list[str]:
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-    return [f"{k}: {before.get(k)!r} there, {now.get(k)!r} here" for k in changed]
+def _differences(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """Each setting that differs, by its dotted name (`grpo.learning_rate`), not the whole
+    dictionary it sits in."""
+    before = before if isinstance(before, dict) else {}  # a hand-edited run.json
+    lines = []
+    for key in sorted(set(before) | set(now), key=str):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            lines.append(f"{prefix}{key}: {old!r} there, {new!r} here")
+    return lines
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
+    """Remove an earlier output; UserError naming what could not be removed (run.json still
+    says "replacing", so a later --overwrite finishes the job)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError as error:
+        where = error.filename or path
+        raise UserError(
+            f"could not remove {where} ({error.strerror or error}) while replacing the run in "
+            f"{path.parent}: its {RUN_FILE} says {REPLACING!r}; fix that and pass --overwrite "
+            "again to finish"
+        ) from None
+
+
+def _nested_runs(path: Path) -> list[Path]:
+    """The run folders (holding a run.json) inside `path`, a folder about to be removed."""
+    if not path.is_dir() or path.is_symlink():
+        return []
+    return [Path(root) for root, _, files in os.walk(path) if RUN_FILE in files]
+
+
+def _check_not_nested(folder: Path) -> None:
+    """UserError if `folder` lies inside an output of another run (R/final/eval): that run's
+    --overwrite would delete it, its resume would write over it."""
+    absolute = folder.absolute()
+    for parent in absolute.parents:
+        try:
+            record = read_record(parent)
+        except UserError:
+            continue  # not a run this project can read: its own claim refuses it
+        outputs = (record or {}).get("outputs")
+        inside = absolute.relative_to(parent).parts[0]
+        if isinstance(outputs, list) and inside in outputs:
+            raise UserError(
+                f"{folder} lies inside {parent / inside}, an output of the run in {parent}, "
+                "which that run replaces: choose an --output-dir outside it"
+            )
+
+
+def _inside(path: Path, container: Path) -> bool:
+    path, container = path.resolve(), container.resolve()
+    return path == container or path.is_relative_to(container)
+
+
+def _temp_file_pattern(names: tuple[str, ...]) -> re.Pattern:
+    """The names grpo.artifacts gives its temp files (`.metrics.json.k3j9x1ab.tmp`) for the
+    files in `names`: only those are ours to delete."""
+    alternatives = "|".join(re.escape(name) for name in names)
+    return re.compile(rf"\.(?:{alternatives})\.[a-z0-9_]+{re.escape(artifacts.TEMP_SUFFIX)}")
+
+
+def _our_temp_files(folder: Path, outputs: tuple[str, ...]) -> list[Path]:
+    """The temp files that a killed writer of run.json or of an output left in `folder`."""
+    if not folder.is_dir():
+        return []
+    pattern = _temp_file_pattern((RUN_FILE, *outputs))
+    return [p for p in folder.iterdir() if pattern.fullmatch(p.name) and p.is_file()]
 
 
 def _check_folder(folder: Path) -> None:
     """UserError unless `folder` is, or can be created as, a writable folder."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--output-dir {folder} is a file, not a folder")
-    existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
     try:
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--output-dir {folder} is a file, not a folder")
+        existing = next(p for p in (folder.absolute(), *folder.absolute().parents) if p.exists())
         with tempfile.TemporaryFile(dir=existing):  # gone when closed: nothing is left
             pass
     except OSError as error:
         raise UserError(f"cannot write to output folder {folder}: {error.strerror}") from None
 
 
-def _foreign_entries(folder: Path) -> list[str]:
+def _foreign_entries(folder: Path, outputs: tuple[str, ...]) -> list[str]:
     """What `folder` holds besides a lock file and the temp files of our killed writers."""
     if not folder.is_dir():
         return []
-    return sorted(
-        p.name
-        for p in folder.iterdir()
-        if p.name != LOCK_FILE and not (p.name.startswith(".") and p.name.endswith(".tmp"))
-    )
+    ours = {LOCK_FILE, *(p.name for p in _our_temp_files(folder, outputs))}
+    return sorted(p.name for p in folder.iterdir() if p.name not in ours)
 
 
 class _Claim:
@@ -174,15 +277,24 @@ class _Claim:
     def __init__(self, folder: Path, outputs: tuple[str, ...], settings: dict, owner: str):
         self.folder, self.outputs, self.settings, self.owner = folder, outputs, settings, owner
 
-    def to_remove(
-        self, previous: dict | None, resume: bool, overwrite: bool, keep: tuple[str, ...], hint: str
-    ) -> list[str]:
-        """The earlier outputs to remove before the new attempt; UserError (or NothingToDo)
-        if the folder may not be used as asked."""
+    def decide(
+        self,
+        previous: dict | None,
+        resume: bool,
+        overwrite: bool,
+        keep: tuple[str, ...],
+        hint: str,
+        inputs: tuple[Path, ...] = (),
+    ) -> tuple[list[str], bool]:
+        """(the earlier outputs to remove before the new attempt, whether the attempt
+        continues the earlier one); UserError (or NothingToDo) if the folder may not be used
+        as asked."""
         if previous is None:
             self._check_not_foreign(resume)
-            return []
+            return [], False
         self._check_owner(previous)
+        self._check_inputs(inputs)
+        replacing = previous.get("status") == REPLACING
         if resume:
             self._check_same_run(previous)
             if previous.get("status") == "complete":
@@ -190,20 +302,48 @@ class _Claim:
                     f"{self.folder} holds a complete run: nothing to resume, nothing changed. "
                     "To run it again, pass --overwrite or choose another --output-dir."
                 )
-            return []  # nothing is removed: the resumed run replaces each result as it goes
+            _number_field(previous, "wall_time_s", float)
+            _number_field(previous, "attempts", int)
+            if not replacing:  # nothing is removed: the resumed run replaces each result
+                return [], True
+            # An --overwrite was cut short: nothing is left to resume, finish replacing.
         leftovers = [name for name in self.outputs if (self.folder / name).exists()]
-        if leftovers and not overwrite:
-            resumable = not keep or any(checkpoints.steps(self.folder / name) for name in keep)
-            if not resumable:
+        if leftovers and not (overwrite or resume):
+            if replacing:
                 hint = (
-                    f"it holds no {' or '.join(keep)} to resume from: "
+                    "an --overwrite of it was cut short, part of the old run is gone: pass "
+                    "--overwrite to finish replacing it"
+                )
+            elif keep and not any(checkpoints.newest_complete(self.folder / n) for n in keep):
+                hint = (
+                    f"it holds no complete checkpoint in {' or '.join(keep)} to resume from: "
                     "pass --overwrite to replace it"
                 )
             raise UserError(
                 f"{self.folder} already holds a run (status: {previous.get('status', '?')}; "
                 f"{', '.join(leftovers)}): {hint}, or choose another --output-dir"
             )
-        return leftovers
+        for name in leftovers:
+            nested = [p for p in _nested_runs(self.folder / name) if p != self.folder]
+            if nested:
+                raise UserError(
+                    f"{self.folder / name} holds another run ({nested[0]}), which --overwrite "
+                    "would delete with it: move that run out first, or choose another "
+                    "--output-dir"
+                )
+        return leftovers, False
+
+    def _check_inputs(self, inputs: tuple[Path, ...]) -> None:
+        """The inputs of a run are never its outputs: a model inside final/ or checkpoints/
+        would be overwritten (or, with --overwrite, deleted) by the run that reads it."""
+        for source in inputs:
+            for name in self.outputs:
+                if _inside(Path(source), self.folder / name):
+                    raise UserError(
+                        f"the model {source} lies inside {self.folder / name}, which this run "
+                        "writes (--overwrite would delete it first): copy the model out of "
+                        f"{self.folder}, or choose another --output-dir"
+                    )
 
     def _check_not_foreign(self, resume: bool) -> None:
         if resume:
@@ -211,7 +351,7 @@ class _Claim:
                 f"--resume: {self.folder} holds no {RUN_FILE}, so nothing shows which run it "
                 "belongs to; choose another --output-dir"
             )
-        foreign = _foreign_entries(self.folder)
+        foreign = _foreign_entries(self.folder, self.outputs)
         if foreign:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise UserError(
@@ -247,7 +387,8 @@ class RunDir:
     complete run raises NothingToDo) or `overwrite` (all of them are removed first; `keep`
     names what a resume continues from, for the hint); `reuse_hint` says so to the user.
     Other files are never touched. `owner` is the command that owns the folder (default:
-    the running script's name); another command's folder is always refused.
+    the running script's name); another command's folder is always refused. `inputs` are
+    the folders the run reads (its model): one inside an output is refused.
     """
 
     def __init__(
@@ -261,36 +402,55 @@ class RunDir:
         overwrite: bool = False,
         keep: tuple[str, ...] = (),
         reuse_hint: str = REUSE_HINT,
+        inputs: tuple[Path, ...] = (),
     ):
         self.folder = Path(folder)
         owner = owner or default_owner()
         settings = json.loads(json.dumps(settings))  # compare what run.json can hold
-        flags = dict(resume=resume, overwrite=overwrite, keep=keep, reuse_hint=reuse_hint)
+        flags = dict(
+            resume=resume, overwrite=overwrite, keep=keep, reuse_hint=reuse_hint, inputs=inputs
+        )
         RunDir.preflight(self.folder, outputs, settings, owner=owner, **flags)
         self._lock: FileLock | None = _lock(self.folder, read_record(self.folder))
         self._started = time.monotonic()
         try:
             previous = self._previous = read_record(self.folder)  # again, under the lock
             claim = _Claim(self.folder, outputs, settings, owner)
-            stale = claim.to_remove(previous, resume, overwrite, keep, reuse_hint)
+            stale, self.resumes = claim.decide(
+                previous, resume, overwrite, keep, reuse_hint, inputs
+            )
             if previous and previous.get("status") == "running":
                 dead = previous.get("pid")
                 print(f"Taking over the lock of {self.folder} from pid {dead}, which is gone.")
-            for name in stale:
-                _remove(self.folder / name)
-            artifacts.remove_temp_files(self.folder)
-            self._prior_wall_time = float((previous or {}).get("wall_time_s", 0)) if resume else 0
-            attempts = (previous or {}).get("attempts", 0) + 1 if resume else 1
+            if previous and previous.get("status") == REPLACING and stale:
+                print(f"Finishing the replacement of the run in {self.folder}, cut short before.")
+            self._prior_wall_time = (
+                _number_field(previous, "wall_time_s", float) if self.resumes else 0
+            )
+            attempts = _number_field(previous, "attempts", int) + 1 if self.resumes else 1
             self.record = {
-                "status": "running",
+                "status": REPLACING if stale else "running",
                 "owner": owner,
                 "pid": os.getpid(),
                 "attempts": attempts,
                 "started_at": _now(),
                 "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
                 "settings": settings,
+                "outputs": list(outputs),
             }
-            self.update(wall_time_s=self._prior_wall_time)
+            try:  # the mark comes first: nothing is removed unless run.json says so
+                self.update(wall_time_s=self._prior_wall_time)
+            except OSError as error:
+                raise UserError(
+                    f"cannot write {self.folder / RUN_FILE} ({error.strerror or error}): "
+                    "nothing in the folder was changed"
+                ) from None
+            for name in stale:
+                _remove(self.folder / name)
+            for path in _our_temp_files(self.folder, outputs):
+                path.unlink(missing_ok=True)
+            if stale:
+                self.update(status="running")
         except BaseException:
             self.release()
             raise
@@ -306,19 +466,22 @@ class RunDir:
         overwrite: bool = False,
         keep: tuple[str, ...] = (),
         reuse_hint: str = REUSE_HINT,
-    ) -> None:
+        inputs: tuple[Path, ...] = (),
+    ) -> bool:
         """The checks of claiming `folder`, without writing anything: a command line can
         refuse a folder it will not get before it spends time loading a model. The claim
-        itself checks again, under the lock. Raises UserError, or NothingToDo for a
-        resumed run that is already complete."""
+        itself checks again, under the lock. Returns whether the claim will continue the
+        earlier attempt (False for --resume of a replacement that was cut short: it starts
+        afresh). Raises UserError, or NothingToDo for a resumed run that is complete."""
         folder = Path(folder)
         _check_folder(folder)
+        _check_not_nested(folder)
         previous = read_record(folder)
         if _live_holder(folder):
             raise UserError(_in_use(folder, previous))
         settings = json.loads(json.dumps(settings))
         claim = _Claim(folder, outputs, settings, owner or default_owner())
-        claim.to_remove(previous, resume, overwrite, keep, reuse_hint)
+        return claim.decide(previous, resume, overwrite, keep, reuse_hint, inputs)[1]
 
     def check_resolved(self, resolved: dict, resume: bool) -> None:
         """Record what the names resolved to (model folder, profile); on --resume they must

@@ -11,16 +11,29 @@ from pathlib import Path
 CACHE_ENV_VAR = "GRPO_CACHE_DIR"
 
 
+class CacheUnwritable(RuntimeError):
+    """The cache folder cannot be created or written (a user problem, not a bug)."""
+
+    is_user_error = True  # grpo.cli.run_main shows it as one line
+
+
 def cache_root() -> Path:
-    """Where built artefacts (the tiny random model) live: $GRPO_CACHE_DIR or ~/.cache."""
-    root = os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "grpo-tutorial"
-    return Path(root)
+    """Where built artefacts (the tiny random model) live: $GRPO_CACHE_DIR (`~` expanded,
+    as the shell would) or ~/.cache/grpo-tutorial."""
+    root = os.environ.get(CACHE_ENV_VAR, "").strip()
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "grpo-tutorial"
 
 
 def _build_beside(target: Path, build: Callable[[Path], None]) -> Path:
     """Run `build` in a fresh temporary folder next to `target` (same disk: renames are atomic)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    except OSError as error:
+        raise CacheUnwritable(
+            f"cannot build {target.name} in {target.parent} ({error.strerror or error}): set "
+            f"{CACHE_ENV_VAR} to a folder you can write to"
+        ) from None
     try:
         build(tmp)
     except BaseException:

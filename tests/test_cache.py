@@ -52,3 +52,26 @@ def test_rebuild_creates_a_missing_folder(tmp_path):
     target = tmp_path / "assets" / "model"
     cache.rebuild(target, write("a.txt", "a"))
     assert (target / "a.txt").read_text() == "a"
+
+
+def test_a_tilde_in_the_cache_setting_means_home_not_a_folder_named_tilde(monkeypatch, tmp_path):
+    """GRPO_CACHE_DIR='~/x' created a folder literally named `~` in the current folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(cache.CACHE_ENV_VAR, "~/x")
+    monkeypatch.chdir(tmp_path)
+
+    cache.build_once(cache.cache_root() / "model", write("a.txt", "built"))
+
+    assert (tmp_path / "home" / "x" / "model" / "a.txt").read_text() == "built"
+    assert not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize(
+    "env", [{cache.CACHE_ENV_VAR: "/proc/nope"}, {"HOME": "/proc", cache.CACHE_ENV_VAR: ""}]
+)
+def test_an_unwritable_cache_is_a_user_error_naming_the_setting(monkeypatch, env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(cache.CacheUnwritable, match=f"set {cache.CACHE_ENV_VAR} to a folder"):
+        cache.build_once(cache.cache_root() / "model", write("a.txt", "built"))

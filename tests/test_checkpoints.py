@@ -21,10 +21,13 @@ def make_checkpoint(folder: Path, step: int, weights: str = "model.safetensors")
     checkpoint = folder / f"checkpoint-{step}"
     checkpoint.mkdir(parents=True)
     save_file({"w": torch.ones(64, 64)}, checkpoint / weights)
-    torch.save({"state": {0: {"exp_avg": torch.zeros(64, 64)}}}, checkpoint / "optimizer.pt")
+    optimizer = {"state": {0: {"exp_avg": torch.zeros(64, 64)}}, "param_groups": [{"lr": 1e-4}]}
+    torch.save(optimizer, checkpoint / "optimizer.pt")
     torch.save({"last_epoch": step, "_last_lr": [1e-4]}, checkpoint / "scheduler.pt")
-    torch.save({"python": 1, "cpu": torch.get_rng_state()}, checkpoint / "rng_state.pth")
-    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    rng = {"python": 1, "numpy": 2, "cpu": torch.get_rng_state()}
+    torch.save(rng, checkpoint / "rng_state.pth")
+    state = {"global_step": step, "max_steps": 6, "log_history": [{"step": step, "loss": 0.1}]}
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
     return checkpoint
 
 
@@ -186,3 +189,68 @@ def test_resume_point_says_when_no_checkpoint_was_saved(tmp_path):
 
 def test_resume_point_is_the_newest_complete_checkpoint(tmp_path, two_checkpoints):
     assert checkpoints.resume_point(tmp_path, load=True) == two_checkpoints[1]
+
+
+def edit_state(checkpoint: Path, **fields) -> None:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    (checkpoint / "trainer_state.json").write_text(json.dumps({**state, **fields}))
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda c: (c / "scheduler.pt").replace(c / "optimizer.pt"), "optimizer.pt is not"),
+        (lambda c: edit_state(c, global_step=6.0), "says step 6.0"),
+        (lambda c: edit_state(c, log_history=5), "log_history is not a list"),
+        (lambda c: (c / "config.json").write_text("{garbage"), "config.json is unreadable"),
+        (
+            lambda c: (c / "rng_state.pth").unlink() or torch.save([1], c / "rng_state.pth"),
+            "rng_state.pth is not",
+        ),
+    ],  # fmt: skip
+    ids=["optimizer-replaced", "step-float", "history-number", "config-garbage", "rng-list"],
+)
+def test_a_checkpoint_the_trainer_would_crash_on_is_skipped(tmp_path, two_checkpoints, damage, why):
+    """Each of these passed the check and crashed the Trainer's resume with a traceback."""
+    older, newest = two_checkpoints
+    damage(newest)
+    skipped: list[str] = []
+
+    assert checkpoints.newest_complete(tmp_path, load=True, report=skipped.append) == older
+    assert why in skipped[0]
+
+
+@pytest.mark.parametrize("lora", [True, False])
+def test_a_checkpoint_of_the_other_kind_of_run_is_refused(tmp_path, lora):
+    """A LoRA checkpoint copied into a full run (or the reverse) crashed the resume."""
+    make_checkpoint(
+        tmp_path, 3, weights="model.safetensors" if lora else "adapter_model.safetensors"
+    )
+
+    with pytest.raises(checkpoints.NoCheckpoint, match="checkpoint .*, and this is a"):
+        checkpoints.resume_point(tmp_path, lora=lora)
+    assert checkpoints.resume_point(tmp_path, lora=not lora) == tmp_path / "checkpoint-3"
+
+
+def test_training_finished_at_the_last_step_only(tmp_path, two_checkpoints):
+    older, newest = two_checkpoints
+    assert checkpoints.training_finished(newest)  # step 6 of 6
+    assert not checkpoints.training_finished(older)
+
+
+def test_the_exported_model_holds_no_training_state(tmp_path, two_checkpoints):
+    final = checkpoints.export_model(two_checkpoints[1], tmp_path / "final")
+
+    assert sorted(p.name for p in final.iterdir()) == ["model.safetensors"]
+
+
+def test_a_checkpoint_of_a_run_with_other_settings_is_skipped(tmp_path, two_checkpoints):
+    """A checkpoint copied in from a run with other settings resumed silently."""
+    older, newest = two_checkpoints
+    edit_state(newest, max_steps=100)
+    skipped: list[str] = []
+
+    found = checkpoints.newest_complete(tmp_path, report=skipped.append, expected={"max_steps": 6})
+
+    assert found == older
+    assert "saved by a run with other settings (max_steps 100, here 6)" in skipped[0]

@@ -83,6 +83,11 @@ BAD_LINES = {
     "no-answer": json.dumps({"question": "q"}),
     "question-not-text": json.dumps({"question": 5, "answer": "#### 5"}),
     "no-hash-marker": record("q", "a solution that lost its final line"),
+    "nested-100000-deep": "[" * 100_000 + "]" * 100_000,  # was a RecursionError
+    "lone-surrogate": '{"question": "q\\ud800", "answer": "#### 1"}',  # UnicodeEncodeError
+    "gold-in-words": record("q", "a\n#### seventy-two"),
+    "gold-a-dash": record("q", "a\n#### -"),
+    "gold-arabic-digits": record("q", "a\n#### \u0667\u0662"),
 }
 
 
@@ -408,3 +413,14 @@ def test_a_bug_in_a_source_is_not_reported_as_missing_data(monkeypatch):
         data.load_gsm8k("test")
     with pytest.raises(TypeError, match="a bug"):
         data.load_gsm8k("test", source="embedded")
+
+
+def test_a_gsm8k_dir_whose_splits_share_questions_is_refused(monkeypatch, tmp_path):
+    """Identical train and test files exited 0: the overlap showed only in metrics.json."""
+    lines = [record("q1", "a\n#### 1"), record("q2", "a\n#### 2")]
+    write_lines(tmp_path / "train.jsonl", lines)
+    write_lines(tmp_path / "test.jsonl", lines[1:])
+    monkeypatch.setenv(data.LOCAL_DIR_ENV_VAR, str(tmp_path))
+
+    with pytest.raises(data.DataUnavailable, match="1 question.s. are in both train.jsonl"):
+        data.check_local_dir()

@@ -448,3 +448,21 @@ def test_ctrl_c_is_a_clean_line(tmp_path, monkeypatch, capsys):
         evaluate_model.main(["--model", "tiny", "--dataset", "toy", "--output-dir", str(tmp_path)])
     assert exit_info.value.code == 130
     assert capsys.readouterr().err == "evaluate_model.py: interrupted (Ctrl-C)\n"
+
+
+def test_a_limit_beyond_the_split_says_what_was_evaluated(tmp_path, monkeypatch, capsys):
+    """--split train --limit 5000 silently evaluated the 2,000 questions there were."""
+    gsm8k = tmp_path / "gsm8k"
+    gsm8k.mkdir()
+    for split, count in (("train", 3), ("test", 1)):
+        rows = [{"question": f"{split} {i}?", "answer": f"#### {i}"} for i in range(count)]
+        (gsm8k / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setenv("GSM8K_DIR", str(gsm8k))
+
+    metrics = evaluate_model.main(
+        ["--model", "tiny", "--split", "train", "--limit", "5000", "--max-new-tokens", "2"]
+        + ["--output-dir", str(tmp_path / "out")]
+    )
+
+    assert "--limit 5,000: the gsm8k train split holds 3 questions here" in capsys.readouterr().out
+    assert metrics["num_examples"] == 3

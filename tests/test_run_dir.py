@@ -301,7 +301,9 @@ def test_a_run_stopped_before_its_first_checkpoint_is_not_told_to_resume(tmp_pat
         RunDir(tmp_path, OUTPUTS, SETTINGS, keep=("checkpoints",))
 
     assert "--resume" not in str(refused.value)
-    assert "no checkpoints to resume from: pass --overwrite" in str(refused.value)
+    assert "no complete checkpoint in checkpoints to resume from: pass --overwrite" in str(
+        refused.value
+    )
 
 
 def test_finish_records_the_wall_time_it_returns(tmp_path):
@@ -361,3 +363,212 @@ def test_a_full_disk_while_saving_weights_is_one_line():
     with pytest.raises(SystemExit) as caught:
         run_main("train_grpo.py", save)
     assert caught.value.code.startswith("train_grpo.py: error: the disk is full")
+
+
+# ---------------------------------------------------------------------------------------------
+# The inputs of a run are never its outputs; --overwrite clears only its own run's files
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inside", ["final", "checkpoints/checkpoint-5"])
+@pytest.mark.parametrize("flags", [{"overwrite": True}, {"resume": True}])
+def test_a_model_inside_an_output_is_refused_and_kept(tmp_path, inside, flags):
+    """cp -a R R2; train_grpo.py --model R2/final --output-dir R2 --overwrite deleted it."""
+    interrupted_run(tmp_path)
+    model = tmp_path / inside
+    model.mkdir(parents=True, exist_ok=True)
+    (model / "model.safetensors").write_bytes(b"weights")
+    before = digests(tmp_path)
+
+    for claim in (RunDir.preflight, RunDir):
+        with pytest.raises(UserError, match="lies inside .* which this run writes"):
+            claim(tmp_path, OUTPUTS, SETTINGS, inputs=(model,), **flags)
+
+    assert digests(tmp_path) == before
+
+
+def test_overwrite_never_deletes_a_run_nested_inside_an_output(tmp_path):
+    """evaluate_model.py --output-dir R/final/evalhere, then train_grpo.py --output-dir R
+    --overwrite deleted that evaluation."""
+    finished_run(tmp_path)
+    nested = tmp_path / "final" / "evalhere"
+    nested.mkdir()
+    (nested / run_dir.RUN_FILE).write_text(json.dumps({"owner": "evaluate_model.py"}))
+    before = digests(tmp_path)
+
+    with pytest.raises(UserError, match="holds another run"):
+        RunDir(tmp_path, OUTPUTS, SETTINGS, overwrite=True)
+
+    assert digests(tmp_path) == before
+
+
+def test_a_run_folder_inside_another_runs_output_is_refused(tmp_path):
+    finished_run(tmp_path)
+
+    with pytest.raises(UserError, match="lies inside .*final, an output of the run"):
+        RunDir(tmp_path / "final" / "evalhere", ("metrics.json",), {}, owner="evaluate_model.py")
+
+    assert not (tmp_path / "final" / "evalhere").exists()
+
+
+def test_a_users_file_that_looks_like_a_temp_file_is_not_ours(tmp_path):
+    """mkdir U; echo notes > U/.notes.tmp; train_grpo.py --output-dir U deleted it."""
+    (tmp_path / ".notes.tmp").write_text("notes")
+
+    with pytest.raises(UserError, match=r"not empty \(\.notes\.tmp\)"):
+        RunDir(tmp_path, OUTPUTS, SETTINGS)
+
+    assert (tmp_path / ".notes.tmp").read_text() == "notes"
+
+
+def test_the_temp_file_of_a_run_json_killed_mid_write_does_not_block_a_new_folder(tmp_path):
+    (tmp_path / ".run.json.a1b2c3d4.tmp").write_text('{"sta')
+
+    with RunDir(tmp_path, OUTPUTS, SETTINGS) as claimed:
+        claimed.finish()
+
+    assert not (tmp_path / ".run.json.a1b2c3d4.tmp").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# run.json never lies: "replacing" is written before anything is removed
+# ---------------------------------------------------------------------------------------------
+
+
+def undeletable(monkeypatch, name: str) -> None:
+    """Make every file called `name` impossible to delete, as `chattr +i` does."""
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if Path(path).name == name:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+
+
+def test_an_overwrite_that_cannot_delete_a_file_leaves_replacing_and_one_line(
+    tmp_path, monkeypatch
+):
+    finished_run(tmp_path)
+    undeletable(monkeypatch, "model.safetensors")
+
+    with pytest.raises(UserError, match="could not remove .*model.safetensors .*'replacing'"):
+        RunDir(tmp_path, OUTPUTS, SETTINGS, overwrite=True)
+
+    assert record(tmp_path)["status"] == "replacing"  # never "complete" over half a folder
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="cut short, part of the old run is gone"):
+        RunDir(tmp_path, OUTPUTS, SETTINGS)
+    with RunDir(tmp_path, OUTPUTS, SETTINGS, overwrite=True) as again:
+        assert record(tmp_path)["status"] == "running"
+        again.finish()
+    assert not (tmp_path / "final").exists()
+
+
+def test_an_interrupted_overwrite_is_finished_by_resume_which_starts_afresh(tmp_path, monkeypatch):
+    finished_run(tmp_path)
+
+    def interrupted(path, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_dir.shutil, "rmtree", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        RunDir(tmp_path, OUTPUTS, SETTINGS, overwrite=True)
+    monkeypatch.undo()
+    assert record(tmp_path)["status"] == "replacing"
+
+    assert RunDir.preflight(tmp_path, OUTPUTS, SETTINGS, resume=True) is False
+    with RunDir(tmp_path, OUTPUTS, SETTINGS, resume=True) as resumed:
+        assert resumed.resumes is False
+        assert record(tmp_path)["attempts"] == 1
+    assert not (tmp_path / "final").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_an_unwritable_run_json_stops_the_overwrite_before_anything_is_deleted(
+    tmp_path, monkeypatch
+):
+    """chattr +i R/run.json: everything was deleted, then a traceback."""
+    finished_run(tmp_path)
+    before = digests(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(run_dir.artifacts, "write_json", refuse)
+    with pytest.raises(UserError, match="cannot write .*run.json .*nothing in the folder"):
+        RunDir(tmp_path, OUTPUTS, SETTINGS, overwrite=True)
+
+    assert digests(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-edited run.json: refused in one line, never a traceback or a wrong owner
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["{garbage", "[1, 2]", '{"status": "complete"}', "[" * 100_000])
+def test_a_run_json_that_is_no_record_is_refused_and_nothing_touched(tmp_path, text):
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / run_dir.RUN_FILE).write_text(text)
+    before = digests(tmp_path)
+
+    for flags in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(UserError, match="run.json is unreadable"):
+            RunDir(tmp_path, OUTPUTS, SETTINGS, **flags)
+
+    assert digests(tmp_path) == before
+
+
+@pytest.mark.parametrize(("name", "value"), [("wall_time_s", "abc"), ("attempts", "x")])
+def test_a_hand_edited_count_in_run_json_is_one_line_on_resume(tmp_path, name, value):
+    interrupted_run(tmp_path)
+    (tmp_path / run_dir.RUN_FILE).write_text(json.dumps({**record(tmp_path), name: value}))
+
+    with pytest.raises(UserError, match=f"run.json's {name} is '{value}', not a number"):
+        RunDir.preflight(tmp_path, OUTPUTS, SETTINGS, resume=True)
+
+
+def test_a_folder_whose_only_checkpoint_is_incomplete_is_not_told_to_resume(tmp_path):
+    interrupted_run(tmp_path)  # checkpoint-5 holds nothing
+
+    with pytest.raises(UserError) as refused:
+        RunDir(tmp_path, OUTPUTS, SETTINGS, keep=("checkpoints",))
+
+    assert "--resume" not in str(refused.value)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGHUP"), reason="no SIGHUP on Windows")
+def test_sighup_ends_a_run_like_sigterm(tmp_path, capsys):
+    """A closed terminal exited 129 with run.json "running" and no message."""
+    import signal
+
+    def work():
+        with RunDir(tmp_path, OUTPUTS, SETTINGS):
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    with pytest.raises(SystemExit) as caught:
+        run_main("train_grpo.py", work)
+
+    assert caught.value.code == 129
+    assert capsys.readouterr().err == "train_grpo.py: interrupted (SIGHUP)\n"
+    assert record(tmp_path)["status"] == "interrupted"
+
+
+def test_an_output_dir_name_longer_than_file_systems_allow_is_a_usage_error():
+    """--output-dir of 300 characters: ENAMETOOLONG, even with --dry-run."""
+    import argparse
+
+    from grpo.cli import output_folder
+
+    with pytest.raises(argparse.ArgumentTypeError, match="300 bytes long; file systems allow 255"):
+        output_folder("runs/" + "x" * 300)
+    assert output_folder("runs/" + "x" * 255).name == "x" * 255
+
+
+def test_a_resume_refusal_names_the_changed_setting_not_its_whole_group(tmp_path):
+    interrupted_run(tmp_path)
+    other = {**SETTINGS, "grpo": {"max_steps": 4}}
+
+    with pytest.raises(UserError, match=r"\(grpo.max_steps: 3 there, 4 here\)"):
+        RunDir.preflight(tmp_path, OUTPUTS, other, resume=True)

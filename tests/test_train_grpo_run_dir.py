@@ -223,3 +223,112 @@ def test_a_world_size_that_is_no_number_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as caught:
         train_grpo.main([*COMMAND, "--output-dir", str(tmp_path)])
     assert caught.value.code in (1, 2) or "WORLD_SIZE='abc'" in str(caught.value.code)
+
+
+@pytest.mark.parametrize("inside", ["final", "checkpoints/checkpoint-2"])
+def test_overwrite_never_deletes_the_model_it_was_asked_to_train(copy_of_finished_run, inside):
+    """cp -a R R2; $T --model R2/final --output-dir R2 --overwrite removed final/, the
+    checkpoints and metrics, then failed "Model folder not found: R2/final"."""
+    before = digests(copy_of_finished_run)
+    model = copy_of_finished_run / inside
+    argv = [*COMMAND, "--model", str(model), "--output-dir", str(copy_of_finished_run)]
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*argv, "--overwrite"])
+
+    assert "lies inside" in str(caught.value.code)
+    assert digests(copy_of_finished_run) == before
+
+
+def test_resume_after_training_finished_goes_straight_to_what_is_missing(
+    copy_of_finished_run, capsys
+):
+    """D5: a kill at "Evaluating after" (or right after training), then --resume, trained a
+    step past the end: "step 3/2", metrics.json "steps": 3 and a checkpoint-3."""
+    shutil.rmtree(copy_of_finished_run / "final")
+    (copy_of_finished_run / "metrics.json").unlink()
+    mark_interrupted(copy_of_finished_run)
+
+    metrics = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
+
+    assert "Training had finished at checkpoint-2" in capsys.readouterr().out
+    assert metrics["steps"] == 2
+    assert [entry["step"] for entry in metrics["reward_per_step"]] == [1, 2]
+    assert not (copy_of_finished_run / "checkpoints" / "checkpoint-3").exists()
+    assert (copy_of_finished_run / "final" / "model.safetensors").is_file()
+    assert not (copy_of_finished_run / "final" / "optimizer.pt").exists()
+    assert run_json(copy_of_finished_run)["status"] == "complete"
+
+
+def test_a_hand_emptied_evaluation_before_is_evaluated_again_on_resume(
+    copy_of_finished_run, capsys
+):
+    """evaluation_before.json `{}` gave a KeyError once training had finished."""
+    (copy_of_finished_run / "evaluation_before.json").write_text("{}")
+    (copy_of_finished_run / "metrics.json").unlink()
+    mark_interrupted(copy_of_finished_run)
+
+    metrics = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
+
+    assert "Reusing the evaluation" not in capsys.readouterr().out
+    assert 0.0 <= metrics["accuracy_before"] <= 1.0
+
+
+def broken_copy(source: Path, target: Path, damage: str) -> Path:
+    """A copy of the model folder `source`, damaged as a user's hand or a cut download would."""
+    folder = Path(shutil.copytree(source, target))
+    config = json.loads((folder / "config.json").read_text())
+    if damage == "truncated-weights":
+        weights = folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "config-only":
+        for path in folder.iterdir():
+            if path.name != "config.json":
+                path.unlink()
+    elif damage == "no-tokenizer":
+        for path in folder.glob("tokenizer*"):
+            path.unlink()
+    elif damage == "bert-config":
+        config.update(model_type="bert", architectures=["BertLMHeadModel"])
+    elif damage == "no-layers":
+        config.update(num_hidden_layers=-1)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+MODEL_DAMAGE = {
+    "truncated-weights": "does not load: SafetensorError",
+    "config-only": "holds no tokenizer",
+    "no-tokenizer": "holds no tokenizer",
+    "bert-config": "do not fit the model its config.json describes",
+    "no-layers": "does not load",
+}
+
+
+@pytest.mark.parametrize("damage", MODEL_DAMAGE)
+def test_a_model_folder_that_cannot_train_is_one_line_before_anything_is_written(
+    tmp_path, tiny_cache, tiny_model_dir, damage
+):
+    """--skip-eval bypassed the guarded loader: SafetensorError/OSError tracebacks after
+    run.json was written; a bert config over Qwen weights trained freshly made weights."""
+    model = broken_copy(tiny_model_dir, tmp_path / "model", damage)
+    argv = [*COMMAND, "--model", str(model), "--profile", "tiny", "--skip-eval"]
+    argv += ["--output-dir", str(tmp_path / "out")]
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main(argv)
+
+    assert str(caught.value.code).startswith("train_grpo.py: error: ")
+    assert MODEL_DAMAGE[damage] in caught.value.code
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_train_size_beyond_the_toy_task_is_one_line_before_anything_is_written(tmp_path):
+    """--train-size 100000000 on toy grew to 3.4 GB in 80 s and ignored Ctrl-C."""
+    argv = [*COMMAND, "--train-size", "100000000", "--output-dir", str(tmp_path / "out")]
+
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main(argv)
+
+    assert "--train-size 100,000,000: the toy task holds" in caught.value.code
+    assert not (tmp_path / "out").exists()
