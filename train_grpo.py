@@ -61,14 +61,6 @@ def check_environment(config: RunConfig) -> None:
         data.check_full_gsm8k_available()  # GSM8K_DIR's files included
     else:
         data.check_local_dir()
-    if config.profile.dataset == "toy":  # sizes bounded by what exists, not by memory
-        from offline_demo.toy_task import max_distinct
-
-        if (config.train_size or 0) > max_distinct("train"):
-            raise UserError(
-                f"--train-size {config.train_size:,}: the toy task holds "
-                f"{max_distinct('train'):,} distinct training questions"
-            )
     if config.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is None:
         raise UserError(
             f"--use-vllm needs vLLM (Linux + CUDA GPU): pip install '{VLLM_REQUIREMENT}', the "

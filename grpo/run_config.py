@@ -561,11 +561,16 @@ def resolve(
         raise ConfigError(str(error)) from None
     train_size = args.train_size or profile.train_size
     eval_size = args.eval_size or profile.evaluation.size
-    if profile.dataset == "toy" and eval_size > max_distinct("eval"):
-        raise ConfigError(
-            f"--eval-size {eval_size}: the toy task has only {max_distinct('eval'):,} distinct "
-            "held-out questions"
-        )
+    if profile.dataset == "toy":  # sizes bounded by what exists, not by memory
+        for size, split, what in (
+            (train_size, "train", "training"),
+            (eval_size, "eval", "held-out"),
+        ):
+            if size > max_distinct(split):
+                raise ConfigError(
+                    f"--{split}-size {size:,}: the toy task has only "
+                    f"{max_distinct(split):,} distinct {what} questions"
+                )
     shape = model_shape(model) if profile.dataset == "gsm8k" else None
     try:
         plan = make_plan(

@@ -323,12 +323,16 @@ def test_a_model_folder_that_cannot_train_is_one_line_before_anything_is_written
     assert not (tmp_path / "out").exists()
 
 
-def test_a_train_size_beyond_the_toy_task_is_one_line_before_anything_is_written(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--dry-run"]])
+def test_a_train_size_beyond_the_toy_task_is_one_line_before_anything_is_written(
+    tmp_path, capsys, extra
+):
     """--train-size 100000000 on toy grew to 3.4 GB in 80 s and ignored Ctrl-C."""
     argv = [*COMMAND, "--train-size", "100000000", "--output-dir", str(tmp_path / "out")]
 
     with pytest.raises(SystemExit) as caught:
-        train_grpo.main(argv)
+        train_grpo.main([*argv, *extra])
 
-    assert "--train-size 100,000,000: the toy task holds" in caught.value.code
+    assert caught.value.code == 2
+    assert "--train-size 100,000,000: the toy task has only" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
