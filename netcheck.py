@@ -61,14 +61,14 @@ def proxy_for(url: str) -> str | None:
 
 
 def _request(url: str, proxy: str | None, timeout: float) -> str | None:
-    """None if `url` answers with any HTTP status below 500, else what went wrong."""
+    """None if `url` answers with any HTTP status, else what went wrong."""
     handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy} if proxy else {})]
     opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(url, timeout=timeout):  # the status line is enough: no body read
             return None
-    except urllib.error.HTTPError as error:
-        return None if error.code < 500 else f"answers HTTP {error.code}"
+    except urllib.error.HTTPError:  # any status: it answers (a mirror's root may say 500)
+        return None
     except TimeoutError:
         return f"no answer within {timeout:.0f} s"
     except (OSError, http.client.HTTPException, ValueError) as error:

@@ -276,13 +276,14 @@ def run_metrics(config, model_path, train_set, eval_set, trainer, before, after)
     """metrics.json: the run's setup, its reward per step, and before/after results."""
     from grpo import training
     from grpo.evaluation import GREEDY_GENERATION
-    from grpo.models import describe
+    from grpo.models import describe, origin
     from grpo.run_record import run_metrics as setup_metrics
     from grpo.run_record import trainer_precision
 
     metrics = {
         **setup_metrics(
             model=describe(model_path),
+            model_source=origin(model_path),
             profile=config.profile.name,
             train_set=train_set,
             eval_set=eval_set,
@@ -325,10 +326,15 @@ def train(
 
     set_seed(config.seed)
     if run_dir:
-        from grpo.models import describe
+        from grpo.models import describe, origin
 
         run_dir.check_resolved({"model_folder": describe(model_path)}, args.resume)
+        run_dir.update(model_source=origin(model_path))
     train_set, eval_set = load_data(config)
+    if run_dir:
+        from grpo.run_record import data_sources
+
+        run_dir.update(data_sources=data_sources(train_set, eval_set))
     if is_deepspeed_zero3_enabled() and not config.skip_eval:
         raise UserError(
             "ZeRO-3 splits the weights across processes, so the main process cannot evaluate "

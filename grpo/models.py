@@ -118,7 +118,7 @@ def download(model_id: str, source: str | None = None) -> Path:
         return path
     failures: list[str] = []
     for position, name in enumerate(order):
-        problem = netcheck.hub_problem() if name == "hub" else netcheck.modelscope_problem()
+        problem = _source_problem(name)
         if problem is None:
             try:
                 path = _snapshot(name, model_id, cached=False)
@@ -138,6 +138,15 @@ def download(model_id: str, source: str | None = None) -> Path:
         + "; ".join(failures)
         + ". "
         + _ways_out(order)
+    )
+
+
+def _source_problem(source: str) -> str | None:
+    """None when `source` answers its probe, else why not (the probe's answer is cached)."""
+    if source == "hub":
+        return None if netcheck.hub_reachable() else netcheck.hub_problem() or "unreachable"
+    return (
+        None if netcheck.modelscope_reachable() else netcheck.modelscope_problem() or "unreachable"
     )
 
 

@@ -108,6 +108,7 @@ def olah_venv(root: Path) -> Path:
 def _git_repo(folder: Path) -> None:
     """`folder` as a git repository with one commit on `main` (olah serves commits)."""
     git = ["git", "-C", str(folder), "-c", "user.name=hub", "-c", "user.email=hub@localhost"]
+    git += ["-c", "core.looseCompression=0"]  # random weights do not compress: save the time
     subprocess.run(["git", "init", "--quiet", "-b", "main", str(folder)], check=True)
     subprocess.run([*git, "add", "--all"], check=True)
     subprocess.run([*git, "commit", "--quiet", "-m", "mirror"], check=True)
@@ -184,6 +185,19 @@ def olah_hub(cli: Path, mirrors: Path, work: Path, timeout: float = 30) -> Itera
             server.kill()
             server.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def stalled_server() -> Iterator[str]:
+    """A loopback port that accepts connections (the kernel completes the handshake for its
+    backlog) and never answers: the hub a stalled network gives. Yields its URL."""
+    with socket.create_server((LOOPBACK, 0), backlog=64) as listener:
+        yield f"http://{LOOPBACK}:{listener.getsockname()[1]}"
+
+
+def closed_port_url() -> str:
+    """A loopback URL nobody listens on: a source that refuses at once."""
+    return f"http://{LOOPBACK}:{free_port()}"
 
 
 def main() -> None:

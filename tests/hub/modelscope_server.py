@@ -8,6 +8,10 @@ URL (http allowed), so this stdlib server on 127.0.0.1 stands in for www.modelsc
 * `GET /api/v1/{models,datasets}/{id}/repo?Revision=...&FilePath=...`: one file;
 * anything else (`/api/v1/repos/internalAccelerationInfo` included): 404, which the SDK
   tolerates. Every request is kept in `server.requests`, so a test can see what was asked.
+
+Two ways to fail, for the tests of failing sources: `fail_with=500` answers every request
+with that status; `drop_after=N` sends a file's headers and its first N bytes, then drops
+the connection.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import hashlib
 import http.server
 import json
+import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -60,6 +65,8 @@ class ModelScopeHandler(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         self.server.requests.append(self.path)
+        if self.server.fail_with:
+            return self._json({"Code": self.server.fail_with}, status=self.server.fail_with)
         parts = url.path.strip("/").split("/")
         # api / v1 / models|datasets / org / name / repo [/ files|tree]
         if len(parts) < 6 or parts[:2] != ["api", "v1"] or parts[5] != "repo":
@@ -84,12 +91,22 @@ class ModelScopeHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        cut = self.server.drop_after
+        if cut is not None and len(body) > cut:
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.wfile.write(body)
 
 
 @contextlib.contextmanager
 def modelscope_server(
-    models: dict[str, Path], datasets: dict[str, Path]
+    models: dict[str, Path],
+    datasets: dict[str, Path],
+    fail_with: int | None = None,
+    drop_after: int | None = None,
 ) -> Iterator[http.server.ThreadingHTTPServer]:
     """The server on a free loopback port, serving `models` and `datasets` ({id: folder});
     yields it (`server.url` is the MODELSCOPE_ENDPOINT to set) and stops it after."""
@@ -98,6 +115,7 @@ def modelscope_server(
     server.repos = {("models", k): v for k, v in models.items()}
     server.repos |= {("datasets", k): v for k, v in datasets.items()}
     server.requests = []
+    server.fail_with, server.drop_after = fail_with, drop_after
     server.url = f"http://{LOOPBACK}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
