@@ -150,13 +150,14 @@ def check_device(config: RunConfig) -> None:
         )
 
 
-def model_folder(config: RunConfig) -> Path:
-    """The model's local folder, found or downloaded before any output file exists; a
-    real-size model found only now (a hub id) is checked against the CPU rule here."""
+def model_folder(config: RunConfig, source: str | None = None) -> Path:
+    """The model's local folder, found or downloaded (from `source`, see --model-source)
+    before any output file exists; a real-size model found only now (a hub id) is checked
+    against the CPU rule here."""
     from grpo.models import check_model_folder, resolve_model
     from grpo.run_config import cpu_problem, model_shape
 
-    path = resolve_model(config.model, require_real=config.real_data)
+    path = resolve_model(config.model, require_real=config.real_data, source=source)
     check_model_folder(path)
     if config.device == "cpu":
         problem = cpu_problem(model_shape(str(path)), config.plan.steps, config.allow_cpu)
@@ -386,7 +387,8 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
     check_device(config)
     for line in config.notes:
         print(line)
-    model_path = model_folder(config)  # a model that cannot be had stops the run here
+    # a model that cannot be had stops the run here
+    model_path = model_folder(config, args.model_source)
     if not main_process:
         return train(args, config, model_path, None)
     with RunDir(args.output_dir, **claim) as run_dir:

@@ -114,6 +114,9 @@ def download(model_id: str, source: str | None = None) -> Path:
             path = _snapshot(name, model_id, cached=True)
         except Exception:  # not in this cache (the libraries raise several kinds)
             continue
+        if not is_complete_download(path):
+            print(f"[models] {path} is an interrupted download of {model_id}: not used.")
+            continue
         _ORIGINS[path] = _where(name, path, cached=True)
         return path
     failures: list[str] = []
@@ -139,6 +142,18 @@ def download(model_id: str, source: str | None = None) -> Path:
         + ". "
         + _ways_out(order)
     )
+
+
+WEIGHT_FILES = ("*.safetensors", "*.bin")
+
+
+def is_complete_download(path: Path) -> bool:
+    """False for a snapshot that a dropped connection cut short: ModelScope's cache answers
+    with the folder even then, its unfinished files still named *.incomplete and the weights
+    missing."""
+    if any(path.glob("*.incomplete")) or not (path / "config.json").is_file():
+        return False
+    return any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES)
 
 
 def _source_problem(source: str) -> str | None:

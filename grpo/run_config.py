@@ -73,6 +73,12 @@ def add_arguments(
     actions = [
         run.add_argument("--model", help="auto, real, tiny, tiny-random, a folder or a model id"),
         run.add_argument(
+            "--model-source",
+            choices=["modelscope", "hub"],
+            help="where a model id is downloaded from (default: $GRPO_MODEL_SOURCE, else the "
+            "hub first when HF_ENDPOINT is set, else ModelScope first)",
+        ),
+        run.add_argument(
             "--profile",
             choices=["auto", *profiles],
             default="auto",

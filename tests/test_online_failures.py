@@ -50,7 +50,9 @@ def test_a_stalled_hub_costs_the_model_seconds_then_modelscope_has_it(tmp_path, 
         started = time.monotonic()
         result = run(online_env(tmp_path, hub, ms.url), "-c", RESOLVE)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert time.monotonic() - started < 30
+    # The stall costs the probe's 3 s; the rest is the imports and ModelScope's download
+    # (39 s in all on a 2-core machine at load 9). Without the probe: minutes.
+    assert time.monotonic() - started < 60
     assert f"the Hugging Face hub failed ({hub} no answer within" in result.stdout
     assert result.stdout.strip().endswith(f"ModelScope via {ms.url} (revision master)")
 
@@ -72,5 +74,5 @@ def test_a_failing_modelscope_ends_in_one_line_and_leaves_no_trusted_file(
     assert f"Could not get '{MODEL_ID}'" in stderr and "ModelScope" in stderr
 
     later = run({**env, "MODELSCOPE_ENDPOINT": closed_port_url()}, *command)
-    assert f"Could not get '{MODEL_ID}'" in one_line_refusal(later, started, limit_s=90)
+    assert f"Could not get '{MODEL_ID}'" in one_line_refusal(later, started, limit_s=120)
     assert not output.exists()

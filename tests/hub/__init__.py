@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import shutil
 import socket
 import subprocess
@@ -222,8 +221,3 @@ def main() -> None:
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
-
-
-if __name__ == "__main__":
-    os.chdir(REPO)
-    main()
