@@ -198,7 +198,7 @@ def resolve_model(
     """
     name = requested_name(name)
     if name == "auto":  # the command line's rule: the real model on a CUDA GPU, else tiny
-        name, _, _ = choose_model_and_profile(name, "auto", detect_hardware())
+        name, _, _ = choose_model_and_profile(name, None, detect_hardware())
     if name in ("tiny", "tiny-random") and require_real:
         raise ModelUnavailable(f"the {name} model is for the toy task, not GSM8K")
     if name == "tiny":
