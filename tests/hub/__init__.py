@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,7 +175,12 @@ def olah_hub(cli: Path, mirrors: Path, work: Path, timeout: float = 30) -> Itera
     )
     url = f"http://{LOOPBACK}:{port}"
     try:
-        wait_until_ready(url, timeout, server)
+        try:
+            wait_until_ready(url, timeout, server)
+        except RuntimeError as error:  # say why: the end of olah's own log
+            log.flush()
+            tail = (work / "olah.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"olah did not start: {error}\n{tail}") from None
         yield url
     finally:
         server.terminate()
