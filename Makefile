@@ -18,7 +18,7 @@ TEST_WORKERS ?= 2
 # Files are handed out in tests/conftest.py's order: notebook 05 first, the slowest test
 # files next, then notebook 06 (which evaluates the model 05 trains).
 
-.PHONY: setup train test test-fast lint
+.PHONY: setup train test test-fast lint hub
 
 # pyproject.toml's dependencies and extras, each at requirements.txt's exact pin. torch comes
 # first, through pip, which follows this machine's pip settings (a local wheel, a mirror, a
@@ -50,3 +50,9 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The online tests' hubs, started by hand on 127.0.0.1: olah (a Hugging Face mirror, installed
+# once into its own venv under ~/.cache/grpo-tutorial) and tests/hub's ModelScope server, both
+# serving the Qwen stand-in and the GSM8K excerpt under their real ids. Prints what to export.
+hub: setup
+	$(BIN)/python -m tests.hub

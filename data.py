@@ -37,10 +37,10 @@ MODELSCOPE_DATASET = "modelscope/gsm8k"
 REPO_DIR = Path(__file__).resolve().parent
 EMBEDDED_DIR = REPO_DIR / "assets" / "gsm8k_excerpt"
 
+HF_ENDPOINT_WAY = "; or set HF_ENDPOINT to a mirror such as https://hf-mirror.com."
 FULL_DATA_WAYS_OUT = (
     f"Ways out: set {LOCAL_DIR_ENV_VAR} to a folder holding GSM8K's train.jsonl and "
-    "test.jsonl; or connect to the network (the Hugging Face hub or ModelScope); or set "
-    "HF_ENDPOINT to a mirror such as https://hf-mirror.com."
+    "test.jsonl; or connect to the network (the Hugging Face hub or ModelScope)" + HF_ENDPOINT_WAY
 )
 OFFLINE_HINT = (
     f"To work offline, set {SOURCE_ENV_VAR}=embedded (or pass source='embedded') to use the "
@@ -103,22 +103,46 @@ def check_full_gsm8k_available() -> None:
     if netcheck.is_offline_mode() or netcheck.hub_reachable() or netcheck.modelscope_reachable():
         return
     tried = [
-        f"the hub ({netcheck.hub_endpoint()} unreachable)",
-        f"ModelScope ({netcheck.modelscope_endpoint()} unreachable)",
+        f"the hub ({netcheck.hub_problem() or 'unreachable'})",
+        f"ModelScope ({netcheck.modelscope_problem() or 'unreachable'})",
         f"local ({LOCAL_DIR_ENV_VAR} is not set)",
     ]
     raise DataUnavailable(
         "This run needs the full GSM8K, and no source of it answers: tried "
         + "; ".join(tried)
         + ". "
-        + FULL_DATA_WAYS_OUT
+        + full_data_ways_out()
     )
+
+
+def hub_cache_has_gsm8k() -> bool:
+    """True when the Hugging Face cache holds files of openai/gsm8k (HF_HUB_OFFLINE=1 would
+    then load it without the network). The cache's place by the hub's own rule."""
+    cache = (
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface") / "hub"
+    )
+    snapshots = (
+        Path(cache).expanduser() / f"datasets--{HUB_DATASET.replace('/', '--')}" / "snapshots"
+    )
+    return snapshots.is_dir() and any(snapshots.iterdir())
+
+
+def full_data_ways_out() -> str:
+    """FULL_DATA_WAYS_OUT, led by the ways that apply here: the cached copy the hub left
+    (when it did), and no mirror suggested when HF_ENDPOINT already names one."""
+    ways = FULL_DATA_WAYS_OUT
+    if netcheck.hub_endpoint_chosen():
+        ways = ways.replace(HF_ENDPOINT_WAY, f" (HF_ENDPOINT={netcheck.hub_endpoint()} is set).")
+    if hub_cache_has_gsm8k() and not netcheck.is_offline_mode():
+        ways = "The Hugging Face cache holds openai/gsm8k: set HF_HUB_OFFLINE=1 to use it. " + ways
+    return ways
 
 
 def _excerpt_refused(why: str) -> str:
     return (
         f"{why} asks for the 300-row GSM8K excerpt, but this run needs the full data set "
-        f"(the excerpt is only for the offline demo). {FULL_DATA_WAYS_OUT}"
+        f"(the excerpt is only for the offline demo). {full_data_ways_out()}"
     )
 
 
@@ -201,22 +225,26 @@ def _records_from_hub(split: str) -> tuple[list[dict], str]:
 
     # With HF_HUB_OFFLINE=1 set before `datasets` was imported, load_dataset answers from
     # its cache without touching the network, so a copy downloaded earlier still works.
-    if not datasets.config.HF_HUB_OFFLINE and not netcheck.hub_reachable():
-        if netcheck.is_offline_mode():
-            raise ConnectionError("offline mode is on (HF_HUB_OFFLINE or a similar variable)")
-        raise ConnectionError(f"{netcheck.hub_endpoint()} is unreachable")
+    if datasets.config.HF_HUB_OFFLINE:
+        origin = f"the Hugging Face cache ({HUB_DATASET}, offline mode)"
+    elif netcheck.hub_reachable():
+        origin = f"the Hugging Face hub ({HUB_DATASET} via {netcheck.hub_endpoint()})"
+    else:
+        raise ConnectionError(netcheck.hub_problem() or f"{netcheck.hub_endpoint()} unreachable")
     try:
         dataset = datasets.load_dataset(HUB_DATASET, "main", split=split)
     except datasets.exceptions.DatasetsError as error:  # not all of them are OSErrors
         raise ConnectionError(f"the hub's copy failed: {error}") from error
-    return dataset.to_list(), f"the Hugging Face hub ({HUB_DATASET} via {netcheck.hub_endpoint()})"
+    return dataset.to_list(), origin
 
 
 def _records_from_modelscope(split: str) -> tuple[list[dict], str]:
     """GSM8K's files from ModelScope's dataset repository (no `modelscope[datasets]` needed:
     that extra pins an older `datasets` than this project uses)."""
     if not netcheck.modelscope_reachable():
-        raise ConnectionError(f"{netcheck.modelscope_endpoint()} is unreachable")
+        endpoint = netcheck.modelscope_endpoint()
+        raise ConnectionError(netcheck.modelscope_problem() or f"{endpoint} unreachable")
+    netcheck.bound_download_times()  # before modelscope reads its timeouts
     import datasets
     from modelscope import snapshot_download
     from modelscope.hub.errors import HubError
@@ -231,7 +259,8 @@ def _records_from_modelscope(split: str) -> tuple[list[dict], str]:
         table = datasets.load_dataset(suffix, data_files=[str(f) for f in files])
     except datasets.exceptions.DatasetsError as error:
         raise ValueError(f"unreadable download in {folder}: {error}") from error
-    return table["train"].to_list(), f"ModelScope ({MODELSCOPE_DATASET})"
+    endpoint = netcheck.modelscope_endpoint()
+    return table["train"].to_list(), f"ModelScope ({MODELSCOPE_DATASET} via {endpoint})"
 
 
 def _split_files(folder: Path, split: str) -> list[Path]:
@@ -339,7 +368,7 @@ def _load_first_available(
     if "embedded" not in sources:
         raise DataUnavailable(
             f"Could not load the full GSM8K {split}: tried {'; '.join(failures)}. "
-            + FULL_DATA_WAYS_OUT
+            + full_data_ways_out()
         )
     raise DataUnavailable(f"Could not load GSM8K {split} from any source: {'; '.join(failures)}")
 

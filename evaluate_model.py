@@ -256,7 +256,7 @@ def evaluate_to(args: argparse.Namespace, run_dir: RunDir, model, dataset, loade
     completions.jsonl into the claimed folder."""
     from grpo import artifacts
     from grpo.evaluation import GREEDY_GENERATION, evaluate
-    from grpo.models import describe
+    from grpo.models import describe, origin
     from grpo.run_record import data_source, git_commit, versions
 
     settings = EVAL_SETTINGS[args.dataset]
@@ -269,7 +269,9 @@ def evaluate_to(args: argparse.Namespace, run_dir: RunDir, model, dataset, loade
     print(f"Evaluating {args.model} on {len(dataset)} {args.dataset} {args.split} questions ...")
     result = evaluate(generator, tokenizer, dataset, max_new_tokens, batch_size)
     metrics = {
-        "model": args.model,
+        "model": str(model.adapter) if model.adapter else describe(model.base),
+        "model_requested": args.model,  # what --model or GRPO_MODEL said ("real", "auto")
+        "model_source": origin(model.base),
         "base_model": describe(model.base),
         "adapter": str(model.adapter) if model.adapter else None,
         "dataset": args.dataset,

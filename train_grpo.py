@@ -98,13 +98,14 @@ def model_inputs(name: str) -> tuple[Path, ...]:
     return (Path(name).expanduser(),) if looks_like_path(name) else ()
 
 
-def model_folder(config: RunConfig) -> Path:
-    """The model's local folder, found or downloaded before any output file exists; a
-    real-size model found only now (a hub id) is checked against the CPU rule here."""
+def model_folder(config: RunConfig, source: str | None = None) -> Path:
+    """The model's local folder, found or downloaded (from `source`, see --model-source)
+    before any output file exists; a real-size model found only now (a hub id) is checked
+    against the CPU rule here."""
     from grpo.models import check_model_folder, resolve_model
     from grpo.run_config import cpu_problem, model_shape
 
-    path = resolve_model(config.model, require_real=config.real_data)
+    path = resolve_model(config.model, require_real=config.real_data, source=source)
     check_model_folder(path)
     if config.device == "cpu":
         problem = cpu_problem(model_shape(str(path)), config.plan.steps, config.allow_cpu)
@@ -257,13 +258,14 @@ def run_metrics(config, model_path, train_set, eval_set, trainer, before, after)
     """metrics.json: the run's setup, its reward per step, and before/after results."""
     from grpo import training
     from grpo.evaluation import GREEDY_GENERATION
-    from grpo.models import describe
+    from grpo.models import describe, origin
     from grpo.run_record import run_metrics as setup_metrics
     from grpo.run_record import trainer_precision
 
     metrics = {
         **setup_metrics(
             model=describe(model_path),
+            model_source=origin(model_path),
             profile=config.profile.name,
             train_set=train_set,
             eval_set=eval_set,
@@ -306,10 +308,15 @@ def train(
 
     set_seed(config.seed)
     if run_dir:
-        from grpo.models import describe
+        from grpo.models import describe, origin
 
         run_dir.check_resolved({"model_folder": describe(model_path)}, args.resume)
+        run_dir.update(model_source=origin(model_path))
     train_set, eval_set = load_data(config)
+    if run_dir:
+        from grpo.run_record import data_sources
+
+        run_dir.update(data_sources=data_sources(train_set, eval_set))
     if is_deepspeed_zero3_enabled() and not config.skip_eval:
         raise UserError(
             "ZeRO-3 splits the weights across processes, so the main process cannot evaluate "
@@ -374,7 +381,8 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
     from grpo import progress  # imports transformers: after the checks that need none
 
     progress.quiet_weight_loading()  # each load says itself in one line, without a bar
-    model_path = model_folder(config)  # a model that cannot be had stops the run here
+    # a model that cannot be had stops the run here
+    model_path = model_folder(config, args.model_source)
     claim["inputs"] = (model_path,)
     if not main_process:
         return train(args, config, model_path, None)

@@ -23,7 +23,7 @@ would round away. Inference-only loads use bf16 on GPUs that have it, float32 el
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,53 +55,151 @@ class ModelProblem(ModelUnavailable):
     adapter without its base (a user problem, not a bug)."""
 
 
-def _download_attempts(model_id: str) -> list[tuple[str, Callable[[], str] | None, str]]:
-    """(source, how to fetch, why skipped) in the order tried: local caches cost no network."""
-    from huggingface_hub import snapshot_download as from_hf
-    from modelscope import snapshot_download as from_modelscope
-
-    ms_ok, hf_ok = netcheck.modelscope_reachable(), netcheck.hub_reachable()
-    return [
-        ("ModelScope cache", lambda: from_modelscope(model_id, local_files_only=True), ""),
-        ("Hugging Face cache", lambda: from_hf(model_id, local_files_only=True), ""),
-        (
-            "ModelScope",
-            (lambda: from_modelscope(model_id)) if ms_ok else None,
-            f"{netcheck.modelscope_endpoint()} unreachable",
-        ),
-        (
-            "Hugging Face hub",
-            (lambda: from_hf(model_id)) if hf_ok else None,
-            f"{netcheck.hub_endpoint()} unreachable or offline mode",
-        ),
-    ]
+MODEL_SOURCES = ("modelscope", "hub")
+MODEL_SOURCE_ENV_VAR = "GRPO_MODEL_SOURCE"
+# Where each folder this process resolved came from (the loader fills it; run.json and
+# metrics.json read it back through `origin`).
+_ORIGINS: dict[Path, str] = {}
 
 
-def download(model_id: str) -> Path:
-    """A local snapshot of `model_id`, from the first source that has it.
+def model_source(source: str | None = None) -> str | None:
+    """The download source asked for (`source`, else $GRPO_MODEL_SOURCE), or None for the
+    automatic order; ModelUnavailable for an unknown one."""
+    chosen = (source or os.environ.get(MODEL_SOURCE_ENV_VAR, "")).strip().lower() or None
+    if chosen is not None and chosen not in MODEL_SOURCES:
+        raise ModelUnavailable(
+            f"Unknown model source {chosen!r}; choose one of {', '.join(MODEL_SOURCES)}"
+        )
+    return chosen
 
-    ModelScope comes before the Hugging Face hub because most of this tutorial's learners
-    are in mainland China, where it is the faster (often the only) choice.
-    """
-    failures: list[str] = []
-    for source, fetch, why_skipped in _download_attempts(model_id):
-        if fetch is None:
-            failures.append(f"{source}: {why_skipped}")
-            continue
+
+def source_order(source: str | None = None) -> tuple[str, ...]:
+    """The download sources in the order tried: the one asked for alone; else the hub first
+    when HF_ENDPOINT names a mirror (the user chose it, and the data comes from it too);
+    else ModelScope first, the faster (often the only) choice in mainland China, where most
+    of this tutorial's learners are."""
+    chosen = model_source(source)
+    if chosen is not None:
+        return (chosen,)
+    return ("hub", "modelscope") if netcheck.hub_endpoint_chosen() else MODEL_SOURCES
+
+
+def _snapshot(source: str, model_id: str, cached: bool) -> Path:
+    """The folder of `model_id` from `source`'s cache (`cached`) or a download from it."""
+    if source == "hub":
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model_id, local_files_only=cached))
+    netcheck.bound_download_times()  # before modelscope reads its timeouts
+    from modelscope import snapshot_download
+
+    return Path(snapshot_download(model_id, local_files_only=cached))
+
+
+SOURCE_NAMES = {"hub": "the Hugging Face hub", "modelscope": "ModelScope"}
+
+
+def _where(source: str, path: Path, cached: bool) -> str:
+    """How metrics.json names a download's origin: source, endpoint, revision."""
+    revision = path.name  # the hub's snapshots/<commit>, ModelScope's snapshots/<revision>
+    if cached:
+        cache = "Hugging Face" if source == "hub" else "ModelScope"
+        return f"the {cache} cache (revision {revision})"
+    endpoint = netcheck.hub_endpoint() if source == "hub" else netcheck.modelscope_endpoint()
+    return f"{SOURCE_NAMES[source]} via {endpoint} (revision {revision})"
+
+
+def download(model_id: str, source: str | None = None) -> Path:
+    """A local snapshot of `model_id`: from a cache of the sources in `source_order` (no
+    network), else downloaded from the first of them that answers. Each source costs at
+    most the probe's seconds when it is down; one line says when the next one is tried."""
+    order = source_order(source)
+    for name in order:
         try:
-            return Path(fetch())
-        except Exception as error:  # any failure means: try the next source
-            reason = "not found" if source.endswith("cache") else f"{type(error).__name__}: {error}"
-            failures.append(f"{source}: {reason[:200]}")
+            path = _snapshot(name, model_id, cached=True)
+        except Exception:  # not in this cache (the libraries raise several kinds)
+            continue
+        if not is_complete_download(path):
+            print(f"[models] {path} is an interrupted download of {model_id}: not used.")
+            continue
+        _ORIGINS[path] = _where(name, path, cached=True)
+        return path
+    failures: list[str] = []
+    for position, name in enumerate(order):
+        problem = _source_problem(name)
+        if problem is None:
+            try:
+                path = _snapshot(name, model_id, cached=False)
+            except Exception as error:  # any failure means: try the next source
+                problem = _reason(error)
+            else:
+                _ORIGINS[path] = _where(name, path, cached=False)
+                return path
+        failures.append(f"{SOURCE_NAMES[name]}: {problem}")
+        if position + 1 < len(order):
+            following = SOURCE_NAMES[order[position + 1]]
+            print(f"[models] {SOURCE_NAMES[name]} failed ({problem}); trying {following}.")
     raise ModelUnavailable(
-        f"Could not get {model_id!r}. Tried: " + "; ".join(failures) + ". " + OFFLINE_WAYS_OUT
+        f"Could not get {model_id!r} (not in the cache of "
+        + " or ".join(SOURCE_NAMES[name] for name in order)
+        + "). Tried: "
+        + "; ".join(failures)
+        + ". "
+        + _ways_out(order)
     )
 
 
-def resolve_model(name: str | None = None, require_real: bool = False) -> Path:
+WEIGHT_FILES = ("*.safetensors", "*.bin")
+
+
+def is_complete_download(path: Path) -> bool:
+    """False for a snapshot that a dropped connection cut short: ModelScope's cache answers
+    with the folder even then, its unfinished files still named *.incomplete and the weights
+    missing."""
+    if any(path.glob("*.incomplete")) or not (path / "config.json").is_file():
+        return False
+    return any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES)
+
+
+def _source_problem(source: str) -> str | None:
+    """None when `source` answers its probe, else why not (the probe's answer is cached)."""
+    if source == "hub":
+        return None if netcheck.hub_reachable() else netcheck.hub_problem() or "unreachable"
+    return (
+        None if netcheck.modelscope_reachable() else netcheck.modelscope_problem() or "unreachable"
+    )
+
+
+def _ways_out(order: tuple[str, ...]) -> str:
+    """The ways out that apply: another source, a mirror not yet chosen, then offline."""
+    ways = []
+    if len(order) == 1:
+        other = next(name for name in MODEL_SOURCES if name not in order)
+        ways.append(f"try {SOURCE_NAMES[other]} ({MODEL_SOURCE_ENV_VAR}={other})")
+    if "hub" in order and not netcheck.hub_endpoint_chosen():
+        ways.append("set HF_ENDPOINT to a mirror such as https://hf-mirror.com")
+    lead = ("Ways out: " + "; or ".join(ways) + ". ") if ways else ""
+    return lead + OFFLINE_WAYS_OUT
+
+
+def origin(path: Path) -> str:
+    """Where the model folder `path` came from: the source, endpoint and revision of a
+    download or cache hit this process made, else the embedded model or a local folder."""
+    path = Path(path)
+    if path in _ORIGINS:
+        return _ORIGINS[path]
+    if is_embedded(path):
+        return "the embedded demo model"
+    return f"the local folder {path}"
+
+
+def resolve_model(
+    name: str | None = None, require_real: bool = False, source: str | None = None
+) -> Path:
     """The local folder of the model named by `name` or $GRPO_MODEL (see the module doc).
 
-    `require_real`: the caller trains on GSM8K, so an embedded model is refused.
+    `require_real`: the caller trains on GSM8K, so an embedded model is refused. `source`:
+    where a model id is downloaded from (see `source_order`).
     """
     name = requested_name(name)
     if name == "auto":  # the command line's rule: the real model on a CUDA GPU, else tiny
@@ -117,7 +215,7 @@ def resolve_model(name: str | None = None, require_real: bool = False) -> Path:
         if not path.is_dir():
             raise ModelUnavailable(f"Model folder not found: {path}")
         return path
-    return download(REAL_MODEL_ID if name == "real" else name)
+    return download(REAL_MODEL_ID if name == "real" else name, source)
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,12 @@ def build_parser(prog: str, description: str = "") -> tuple[Parser, dict[str, bo
     switch = argparse.BooleanOptionalAction
     actions = [
         run.add_argument("--model", help="auto, real, tiny, tiny-random, a folder or a model id"),
+        run.add_argument(
+            "--model-source",
+            choices=["modelscope", "hub"],
+            help="where a model id is downloaded from (default: $GRPO_MODEL_SOURCE, else the "
+            "hub first when HF_ENDPOINT is set, else ModelScope first)",
+        ),
         run.add_argument("--seed", type=random_seed, default=0),
         run.add_argument("--train-size", type=positive_int, help="prompts (default: recipe)"),
         run.add_argument("--eval-size", type=positive_int, help="questions (default: recipe)"),

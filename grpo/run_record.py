@@ -50,6 +50,11 @@ def data_source(dataset) -> str:
     return getattr(getattr(dataset, "info", None), "description", "") or "unknown"
 
 
+def data_sources(train_set, eval_set) -> dict[str, str]:
+    """The origin of each split: they may differ (one from the hub, the other its cache)."""
+    return {"train": data_source(train_set), "eval": data_source(eval_set)}
+
+
 def trainer_precision(trainer) -> dict[str, Any]:
     """The precision the trainer really used: the dtype(s) of its model's parameters, the
     autocast mode of its accelerator, and whether activations were recomputed."""
@@ -64,6 +69,7 @@ def trainer_precision(trainer) -> dict[str, Any]:
 def run_metrics(
     *,
     model: str,
+    model_source: str,
     profile: str,
     train_set,
     eval_set,
@@ -73,13 +79,16 @@ def run_metrics(
 ) -> dict[str, Any]:
     """The setup part of metrics.json (results are added by the caller).
 
+    `model_source` is where the model's folder came from (`grpo.models.origin`);
     `precision` comes from `trainer_precision`; `eval_generation` is the exact decoding of
     the before/after evaluation (grpo.evaluation.GREEDY_GENERATION).
     """
     return {
         "model": model,
+        "model_source": model_source,
         "profile": profile,
         "data_source": data_source(train_set),
+        "data_sources": data_sources(train_set, eval_set),
         "train_rows": len(train_set),
         "eval_rows": len(eval_set),
         **precision,

@@ -61,6 +61,7 @@ RUN_FIRST = (
     "test_training.py",
     "test_dry_run.py",
     "test_train_grpo_cli.py",
+    "test_online.py",  # olah's install, downloads over loopback, a learner run, notebooks 01-03
     "06_evaluation.ipynb",
 )
 
