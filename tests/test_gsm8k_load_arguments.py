@@ -35,8 +35,8 @@ def test_offline_the_same_call_reads_the_excerpt_as_load_gsm8k_does(capsys):
 
 
 def test_a_set_gsm8k_dir_wins_over_a_reachable_hub(monkeypatch, tmp_path: Path):
-    row = json.dumps({"question": "1 + 1?", "answer": "1 + 1 = 2\n#### 2"})
-    for split in data.SPLITS:
+    for number, split in enumerate(data.SPLITS, start=1):  # GSM8K's splits share no question
+        row = json.dumps({"question": f"1 + {number}?", "answer": f"#### {1 + number}"})
         (tmp_path / f"{split}.jsonl").write_text(row + "\n", encoding="utf-8")
     monkeypatch.setattr(netcheck, "hub_reachable", lambda: True)
     monkeypatch.setenv(data.LOCAL_DIR_ENV_VAR, str(tmp_path))

@@ -67,6 +67,7 @@ def test_a_copy_in_the_hugging_face_cache_is_used_offline(cpu_only_offline, tmp_
     snapshot = repo / "snapshots" / "0123abcd"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text("{}", encoding="utf-8")
+    (snapshot / "model.safetensors").write_bytes(b"")  # a complete download has weights
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0123abcd", encoding="utf-8")
     assert models.choose_inference_model().path == snapshot
@@ -77,9 +78,10 @@ def test_without_any_source_the_tiny_model_loads_with_the_reason(cpu_only_offlin
     choice = models.choose_inference_model()
     assert time.perf_counter() - start < 5  # probes, no network retries
     assert choice.path == cpu_only_offline
-    line = capsys.readouterr().out.strip()
-    assert len(line.splitlines()) == 1
-    assert "unreachable" in line and models.MODEL_ENV_VAR in line  # why, and what to do
+    lines = capsys.readouterr().out.strip().splitlines()
+    # one line per source given up on (grpo.models.download), then the choice and its reason
+    assert len(lines) <= len(models.source_order()) and lines[-1].startswith("[models] ")
+    assert "unreachable" in lines[-1] and models.MODEL_ENV_VAR in lines[-1]  # why, what to do
 
 
 def test_a_named_model_is_resolved_without_download(cpu_only_offline, tiny_cache, monkeypatch):
