@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 import netcheck
 from grpo.model_names import MODEL_ENV_VAR, looks_like_path, requested_name
+from grpo.plan import has_bf16
 from grpo.run_config import choose_model_and_profile, detect_hardware
 from offline_demo.cache import cache_root
 from offline_demo.tiny_model import ENDOFTEXT, tiny_random_dir, tiny_random_path
@@ -137,11 +138,12 @@ def choose_device(requested: str | None = None) -> torch.device:
 
 
 def gpu_supports_bf16() -> bool:
-    """True on GPUs with native bf16 (Ampere and newer: A100, 30x0/40x0, H100).
-
-    Colab's free T4 only emulates bf16, which is slower than fp32 there.
-    """
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    """True when torch's CUDA GPU has native bf16, by `grpo.plan.has_bf16` (the rule the
+    run's plan applies to nvidia-smi's answer): Colab's free T4 only emulates it."""
+    if not torch.cuda.is_available():
+        return False
+    major, minor = torch.cuda.get_device_capability()
+    return has_bf16(compute_capability=major + minor / 10)
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:

@@ -513,13 +513,6 @@ def test_inference_dtype_on_cpu_is_float32():
     assert models.inference_dtype(torch.device("cpu")) == torch.float32
 
 
-def test_inference_dtype_is_bf16_only_on_gpus_that_have_it(monkeypatch):
-    monkeypatch.setattr(models, "gpu_supports_bf16", lambda: True)
-    assert models.inference_dtype(torch.device("cuda")) == torch.bfloat16
-    monkeypatch.setattr(models, "gpu_supports_bf16", lambda: False)  # a T4
-    assert models.inference_dtype(torch.device("cuda")) == torch.float32
-
-
 def test_training_loads_keep_float32_weights_even_where_bf16_is_supported(
     tiny_cache, tiny_model_dir, monkeypatch
 ):
