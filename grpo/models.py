@@ -26,7 +26,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 import netcheck
-from grpo.model_names import MODEL_ENV_VAR, looks_like_path, requested_name
+from data import short_reason
+from grpo.model_names import ADAPTER_CONFIG, MODEL_ENV_VAR, looks_like_path, requested_name
 from grpo.plan import has_bf16
 from grpo.run_config import choose_model_and_profile, detect_hardware
 from offline_demo.cache import cache_root
@@ -206,9 +207,6 @@ def describe(path: Path) -> str:
     return path.name.replace("___", ".")  # ModelScope escapes the dots in folder names
 
 
-ADAPTER_CONFIG = "adapter_config.json"
-
-
 @dataclass(frozen=True)
 class EvaluationModel:
     """What `evaluate_model.py --model` named, resolved: a base model folder, and the LoRA
@@ -294,7 +292,9 @@ def load_for_evaluation(
     try:
         loaded = AutoModelForCausalLM.from_pretrained(model.base, dtype=dtype)
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
-        raise ModelProblem(f"the model in {model.base} does not load: {_reason(error)}") from None
+        raise ModelProblem(
+            f"the model in {model.base} does not load: {short_reason(error)}"
+        ) from None
     if model.adapter is not None:
         from peft import PeftModel
 
@@ -303,7 +303,7 @@ def load_for_evaluation(
         except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
             raise ModelProblem(
                 f"the adapter in {model.adapter} does not load onto {describe(model.base)}: "
-                f"{_reason(error)}"
+                f"{short_reason(error)}"
             ) from None
     # train_grpo.py saves the tokenizer next to the adapter; older adapters may lack it.
     adapter = model.adapter
@@ -312,11 +312,6 @@ def load_for_evaluation(
         tokenizer = load_tokenizer(adapter if has_tokenizer else model.base)
     except (OSError, ValueError) as error:
         raise ModelProblem(
-            f"the tokenizer of {model.base} does not load: {_reason(error)}"
+            f"the tokenizer of {model.base} does not load: {short_reason(error)}"
         ) from None
     return loaded.to(device).eval(), tokenizer, dtype
-
-
-def _reason(error: BaseException) -> str:
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return f"{type(error).__name__}: {first_line[:200]}"
