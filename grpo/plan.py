@@ -89,8 +89,8 @@ class ModelShape:
         return self.layers * per_layer + embeddings + self.hidden  # final norm
 
 
-# Copied from Qwen/Qwen2.5-0.5B-Instruct's config.json (learners do not have the shared
-# folder the tests read it from; tests/test_plan.py checks the copy against the file).
+# Copied from Qwen/Qwen2.5-0.5B-Instruct's config.json, so a plan needs no file at hand;
+# tests/test_plan.py checks the copy against the file shipped in assets/.
 QWEN2_5_0_5B = ModelShape(
     "Qwen2.5-0.5B-Instruct",
     hidden=896,
