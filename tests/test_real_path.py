@@ -3,8 +3,8 @@
 `qwen_standin_dir` (tests/conftest.py) has Qwen2.5's real tokenizer, chat template,
 config (body shrunk to 2 layers of 64) and generation_config.json, so everything but the
 weights is the real thing: the real profile's GRPOConfig and trainer, the prompt tokens,
-the stop tokens, `train_grpo.py --profile real` and `evaluate_model.py`. The files ship in assets/, so
-these run in every clone.
+the stop tokens, `train_grpo.py --profile real` and `evaluate_model.py`. The files ship
+in assets/, so these run in every clone.
 
 CPU cost: the stand-in keeps Qwen's 151,936-entry vocabulary, and a full real-profile step
 (64 completions, every prompt token scored against the whole vocabulary) takes 80-100 s
