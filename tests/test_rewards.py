@@ -317,8 +317,6 @@ def test_xmlcount_reward_func_scores_both_completion_forms():
 # --- all reward functions --------------------------------------------------
 
 
-
-
 def test_no_format_is_worth_more_than_the_right_answer():
     """The module's promise, on the five rewards GRPO sums: a wrong answer in the perfect
     format never out-earns the right answer given bare, so polishing the format can never
