@@ -134,7 +134,11 @@ def test_a_card_size_no_gpu_has_is_refused(value, capsys):
     assert exit_.value.code == 2 and "--gpu-memory-gb" in capsys.readouterr().err
 
 
-def test_step_watch_counts_non_finite_steps_and_skipped_optimiser_steps():
+def test_step_watch_counts_non_finite_steps_and_skipped_optimiser_steps(monkeypatch):
+    """On a GPU each step's clock waits for the GPU at both ends (injected here)."""
+    synchronized = []
+    monkeypatch.setattr(bench_gpu_real.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(bench_gpu_real.torch.cuda, "synchronize", lambda: synchronized.append(1))
     watch = bench_gpu_real.StepWatch()
     steps = [(1, 0.5, False), (2, math.nan, True), (3, "inf", False), (4, None, False)]
     for step, loss, skipped in steps:
@@ -143,3 +147,52 @@ def test_step_watch_counts_non_finite_steps_and_skipped_optimiser_steps():
         watch.on_step_end(None, state, None, optimizer=SimpleNamespace(step_was_skipped=skipped))
         watch.on_log(None, state, None, logs={"loss": loss, "grad_norm": 1.0})
     assert watch.non_finite == [2, 3] and watch.skipped == [2] and len(watch.seconds) == 4
+    assert len(synchronized) == 2 * 4
+
+
+def test_the_report_reads_the_cards_name_memory_and_peaks(monkeypatch):
+    """The CUDA branch of the report, with a T4's facts injected into torch.cuda."""
+    cuda = bench_gpu_real.torch.cuda
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "get_device_name", lambda *a: "Tesla T4")
+    monkeypatch.setattr(cuda, "get_device_properties", lambda *a: SimpleNamespace(
+        total_memory=15360 * 2**20))  # fmt: skip
+    monkeypatch.setattr(cuda, "max_memory_allocated", lambda *a: 6e9)
+    monkeypatch.setattr(cuda, "max_memory_reserved", lambda *a: 7e9)
+    monkeypatch.setattr(cuda, "synchronize", lambda *a: None)
+    watch = bench_gpu_real.StepWatch()
+    watch.seconds += [9.0, 4.0, 6.0]  # a warm-up, then two timed steps
+    config = SimpleNamespace(
+        num_generations=16, per_device_train_batch_size=16, gradient_accumulation_steps=4,
+        max_completion_length=200, gradient_checkpointing=True, bf16=False, fp16=True,
+        device="cuda:0",
+    )  # fmt: skip
+    shape = bench_gpu_real.plan.QWEN2_5_0_5B
+    planned = bench_gpu_real.plan.make_plan(
+        bench_gpu_real.LEARNER, {"per_device_train_batch_size": 16}, 16.1, fp16=True
+    )
+    rows = rows_of(
+        bench_gpu_real.report("fp16", "Qwen2.5", config, watch, [(2.0, 100), (1.0, 3000)],
+                              int(planned.checkpoint_bytes), shape)
+    )  # fmt: skip
+    assert rows["device"] == "Tesla T4 (cuda:0), 16.1 GB"
+    assert rows["peak memory (measured)"] == "6.00 GB allocated (7.00 GB reserved)"
+    assert rows["seconds per step (median)"].startswith("5.00 s over 2 step(s)")  # no warm-up
+    assert rows["generation"].startswith("3,000 tokens/s")  # the warm-up's call left out
+    assert rows["layout"].endswith("fp16 autocast")
+    assert rows["projected learner run"] == "250 steps x 5.00 s = 21 min + evaluation"
+    assert rows["disk per checkpoint (measured)"].endswith("(1.000 x the plan's 5.940 GB)")
+
+
+def test_generation_timing_counts_the_new_tokens_that_are_not_padding(monkeypatch):
+    torch = bench_gpu_real.torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    output = torch.tensor([[5, 5, 7, 8, 0], [5, 5, 9, 0, 0]])  # 2 prompt tokens, pad 0
+    model = SimpleNamespace(
+        generation_config=SimpleNamespace(pad_token_id=0), generate=lambda **kwargs: output
+    )
+    record: list[tuple[float, int]] = []
+    bench_gpu_real.time_generation(model, record)
+    assert model.generate(input_ids=torch.ones(2, 2, dtype=torch.long)) is output
+    assert len(record) == 1 and record[0][1] == 3
