@@ -374,3 +374,32 @@ def load_gsm8k(
     # metrics.json reads the origin back from here (grpo.run_record.data_source).
     info = datasets.DatasetInfo(description=f"GSM8K {split}: {origin}")
     return datasets.Dataset.from_list(kept, info=info)
+
+
+def gsm8k_load_arguments() -> dict:
+    """Keyword arguments for `datasets.load_dataset` that give GSM8K's train and test splits
+    here, so a notebook can make the seed's own call: with the hub reachable (or source
+    "hub" asked for) they are the seed's ``load_dataset("openai/gsm8k", "main")``; otherwise
+    the same call reads local JSON files: the GSM8K_DIR folder when it is set, else the
+    300-row excerpt shipped in assets/. One printed line says which, and why.
+    For ModelScope's copy use `load_gsm8k`, which downloads its files itself."""
+    chosen = chosen_source()
+    if chosen == "modelscope":
+        raise DataUnavailable(
+            f"{SOURCE_ENV_VAR}=modelscope: load_dataset reads the hub or local files; use "
+            "load_gsm8k(source='modelscope'), or set HF_ENDPOINT to a mirror"
+        )
+    folder = check_local_dir()  # a wrong GSM8K_DIR is an error, not a reason to fall back
+    if chosen == "hub" or (chosen is None and folder is None and netcheck.hub_reachable()):
+        print(f"GSM8K: {HUB_DATASET} from the Hugging Face hub ({netcheck.hub_endpoint()})")
+        return {"path": HUB_DATASET, "name": "main"}
+    if chosen != "embedded" and folder is not None:
+        print(f"GSM8K: local JSON files in the {LOCAL_DIR_ENV_VAR} folder")
+    else:
+        folder = EMBEDDED_DIR
+        why = f"{SOURCE_ENV_VAR}=embedded" if chosen else f"{netcheck.hub_endpoint()} unreachable"
+        print(
+            f"GSM8K: local JSON files, the 300-row excerpt in "
+            f"{folder.relative_to(REPO_DIR).as_posix()} ({why})"
+        )
+    return {"path": "json", "data_files": {s: str(folder / f"{s}.jsonl") for s in SPLITS}}

@@ -8,7 +8,7 @@
     accelerate launch --config_file configs/accelerate_ddp.yaml --num_processes 2 \
         train_grpo.py --output-dir runs/ddp                  # see docs/scaling.md
 
-Steps: resolve the run's settings once (grpo.run_config, before torch loads), claim the
+Steps: resolve the run's settings once (grpo.run_config: recipe, flags, machine), claim the
 output folder, get the model and data, evaluate (greedy), train, evaluate the saved model
 again the same way, and write `metrics.json`, the completions before/after (JSONL),
 `summary.png`, the final model in `final/` and checkpoints in `checkpoints/`. `run.json` is
@@ -27,29 +27,13 @@ from pathlib import Path
 
 import data
 import netcheck
-from grpo import checkpoints, grpo_fields
-from grpo.cli import (
-    ConfigError,
-    Parser,
-    UserError,
-    environment_problem,
-    output_folder,
-    run_main,
-    usage_error,
-)
+from grpo import checkpoints
+from grpo.cli import UserError, environment_problem, run_main, usage_error
 from grpo.plan import VLLM_REQUIREMENT
-from grpo.profiles import PROFILES
-from grpo.run_config import CHECKPOINTS, RunConfig, add_arguments, resolve
+from grpo.run_config import CHECKPOINTS, RunConfig, parse
 from grpo.run_dir import RunDir, is_main_process
 
 PROG = "train_grpo.py"
-GRPO_FIELDS_HELP = (
-    "Any other flag names a field of TRL's GRPOConfig (default: the profile's value), e.g. "
-    "--max-steps N, --learning-rate LR, --num-generations G, --per-device-train-batch-size B, "
-    "--gradient-accumulation-steps A, --max-completion-length L, --beta B, --loss-type T, "
-    "--temperature T, --save-steps N, --gradient-checkpointing [true|false]. "
-    "--help-grpo lists all of them with TRL's help."
-)
 BEFORE_METRICS = "evaluation_before.json"
 OUTPUTS = (
     "metrics.json", "summary.png", "completions_before.jsonl", "completions_after.jsonl",
@@ -58,56 +42,13 @@ OUTPUTS = (
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunConfig]:
-    """The arguments and the run they resolve to; a mistake exits with status 2.
-
-    Precedence, highest first: the command line, the --config file, the profile, TRL's
-    defaults. This command's own flags are read first, without TRL; what is left must be
-    GRPOConfig fields, which TRL's parser types (grpo.grpo_fields).
-    """
+    """The arguments and the run they resolve to (grpo.run_config.parse); a mistake exits
+    with status 2; a run this machine must not start (a real-size model on a CPU) too,
+    except with --dry-run, which prints the plan first."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    # Read first, alone: the file comes before the command line, and --help-grpo needs no
-    # --output-dir. The full parser below inherits both (for --help).
-    first = Parser(prog=PROG, add_help=False, allow_abbrev=False)
-    first.add_argument(
-        "--config", type=Path, help="a YAML file of settings (run flags or GRPOConfig fields)"
-    )
-    first.add_argument(
-        "--help-grpo", action="store_true", help="list every GRPOConfig field (from TRL)"
-    )
-    early, _ = first.parse_known_args(argv)
-    if early.help_grpo:
-        grpo_fields.print_help(PROG)
-        raise SystemExit(0)
-
-    parser = Parser(
-        prog=PROG,
-        description=__doc__.split("\n\n")[0],
-        epilog=GRPO_FIELDS_HELP,
-        parents=[first],
-        allow_abbrev=False,
-    )
-    parser.add_argument("--output-dir", type=output_folder, required=True)
-    run_flags = add_arguments(parser, PROFILES)
-    reuse = parser.add_mutually_exclusive_group()
-    reuse.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    reuse.add_argument(
-        "--overwrite", action="store_true", help="replace the run already in --output-dir"
-    )
-    parser.add_argument("--debug", action="store_true", help="tracebacks for every error")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print the run's settings and plan, and stop"
-    )
-    try:
-        from_file = grpo_fields.read_config_file(early.config, run_flags) if early.config else []
-        args, rest = parser.parse_known_args([*from_file, *argv])
-        if args.output_dir.exists() and not args.output_dir.is_dir():
-            raise ConfigError(f"argument --output-dir: {args.output_dir} is a file, not a folder")
-        fields = grpo_fields.parse_fields(rest, PROG)
-        config = resolve(args, fields, args.output_dir)
-    except ConfigError as error:
-        parser.error(str(error))
+    args, config = parse(argv, PROG, description=__doc__.split("\n\n")[0])
     if config.refusal and not args.dry_run:
-        parser.error(config.refusal)
+        usage_error(PROG, config.refusal)
     return args, config
 
 
@@ -380,6 +321,9 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
     check_device(config)
     for line in config.notes:
         print(line)
+    from grpo import progress  # imports transformers: after the checks that need none
+
+    progress.quiet_weight_loading()  # each load says itself in one line, without a bar
     model_path = model_folder(config)  # a model that cannot be had stops the run here
     if not main_process:
         return train(args, config, model_path, None)
@@ -387,7 +331,8 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
         run_dir.update(config=config.settings())
         metrics = train(args, config, model_path, run_dir)
         wall = run_dir.finish(global_step=metrics["steps"], wall_time_s=metrics["wall_time_s"])
-    print(f"Done in {wall} s; results in {args.output_dir}")
+    print(f"Done in {wall} s.")
+    print("\n".join(progress.closing_lines(args.output_dir)))
     return metrics
 
 

@@ -1,6 +1,6 @@
 """Loss-type ablation on the toy task: the same start, seed, prompts and steps, only
-`loss_type` differs. Writes `benchmarks/results/ablation_loss_types.json`, which notebook
-05 plots.
+`loss_type` differs. Writes `benchmarks/results/ablation_loss_types.json`, which
+notebooks/appendix_05_loss_types_and_gpus.ipynb plots.
 
 Run from the repository root (CPU, about 1 to 3 minutes per run, longer on a busy machine):
 

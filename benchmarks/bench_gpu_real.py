@@ -2,7 +2,7 @@
 
 One command for the day a CUDA GPU is at hand. It trains `--steps` optimiser steps (after
 one warm-up step that is not counted) exactly as `train_grpo.py --profile learner` would:
-the run `grpo.run_config.resolve` gives for it on this GPU (64 completions of up to 200
+the run `grpo.run_config.resolve_run` gives for it on this GPU (64 completions of up to 200
 tokens per step, the batch fitted to the card, fp32 master weights, bf16 autocast where the
 GPU has it). Then it saves one checkpoint and prints, as markdown for
 benchmarks/RESULTS.md: the card, seconds per step, generation tokens per second, peak GPU
@@ -48,8 +48,8 @@ import data
 from grpo import plan, training
 from grpo.cli import ConfigError, bounded, positive_int
 from grpo.models import ModelUnavailable, describe, load_policy, resolve_model
-from grpo.profiles import LEARNER, PROFILES, REAL
-from grpo.run_config import Hardware, RunConfig, add_arguments, detect_hardware, resolve
+from grpo.profiles import LEARNER, REAL
+from grpo.run_config import Hardware, RunConfig, detect_hardware, resolve_run
 from grpo.run_record import versions
 from offline_demo.qwen_standin import QWEN_FILES_DIR, build_full_shape
 
@@ -150,24 +150,19 @@ def time_generation(model, record: list[tuple[float, int]]) -> None:
     model.generate = timed
 
 
-def resolve_run(args: argparse.Namespace, variant: str, folder: Path, out: Path) -> RunConfig:
+def learner_run(args: argparse.Namespace, variant: str, folder: Path, out: Path) -> RunConfig:
     """The run `train_grpo.py --profile learner --model FOLDER --output-dir OUT` with this
-    variant's flags resolves to (grpo.run_config.resolve: the card's fitting and precision),
-    stopped after the warm-up and `--steps` steps, which it saves as one checkpoint."""
-    flags = ["--profile", "learner", "--model", str(folder), "--skip-eval"]
-    if args.gpu_memory_gb is not None:
-        flags += ["--gpu-memory-gb", str(args.gpu_memory_gb)]
-    if variant == "fp16":
-        flags.append("--fp16")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, PROFILES)
+    variant's flags resolves to (grpo.run_config.resolve_run: the same recipe, card fitting
+    and precision), stopped after the warm-up and `--steps` steps, saved as one checkpoint.
+    A setting this machine refuses is train_grpo's one-line usage error (exit 2)."""
     steps = args.steps + 1
-    fields = {name: getattr(args, name) for name in LAYOUT if getattr(args, name) is not None}
-    fields.update(max_steps=steps, save_strategy="steps", save_steps=steps, report_to=[])
-    try:
-        run = resolve(parser.parse_args(flags), {**fields, "disable_tqdm": True}, out)
-    except ConfigError as error:
-        raise SystemExit(f"bench_gpu_real --variants {variant}: {error}") from None
+    layout = {name: getattr(args, name) for name in LAYOUT}
+    run = resolve_run(
+        out, profile="learner", model=str(folder), skip_eval=True,
+        gpu_memory_gb=args.gpu_memory_gb, fp16=variant == "fp16", max_steps=steps,
+        save_strategy="steps", save_steps=steps, disable_tqdm="true",
+        **layout,
+    )  # fmt: skip
     if run.refusal:
         raise SystemExit(f"bench_gpu_real: {run.refusal}")
     return run
@@ -236,7 +231,7 @@ def report(
 
 def run_variant(args, variant: str, folder: Path, description: str, scratch: Path) -> str:
     """Train warm-up + `--steps` steps of the learner profile, save one checkpoint, report."""
-    run = resolve_run(args, variant, folder, scratch / f"out-{variant}")
+    run = learner_run(args, variant, folder, scratch / f"out-{variant}")
     config = GRPOConfig(**run.grpo)
     model, tokenizer, _ = load_policy(folder, device=config.device, for_training=True)
     prompts = config.max_steps * config.generation_batch_size // config.num_generations

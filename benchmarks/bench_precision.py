@@ -36,7 +36,7 @@ def changed_fractions(dtype: torch.dtype) -> tuple[float, float]:
     generator = torch.Generator().manual_seed(0)
     start = torch.randn(SIZE, SIZE, generator=generator) * WEIGHT_STD
     weight = torch.nn.Parameter(start.to(dtype))
-    # The real profile's AdamW settings (grpo.profiles.REAL_GRPO).
+    # The real recipe's AdamW settings (configs/real.yaml).
     optimizer = torch.optim.AdamW(
         [weight], lr=LEARNING_RATE, betas=(0.9, 0.99), weight_decay=0.1, foreach=False
     )

@@ -4,7 +4,8 @@ Two runs from the same start, seed, prompts and steps: the five default rewards,
 same five plus `rewards.grounded_reasoning_reward_func` (0.5 when the reasoning shows a
 calculation that reaches the answer). Besides accuracy and format, the greedy evaluation
 reports `shows_work`: the share of answers whose reasoning would earn that extra reward.
-Writes `benchmarks/results/reward_hacking.json`, which notebook 04 reads.
+Writes `benchmarks/results/reward_hacking.json`, which
+notebooks/appendix_04_robustness_and_hacking.ipynb reads.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python -m benchmarks.reward_hacking
 """

@@ -127,7 +127,8 @@ def save_results(path: Path, command: str, runs: list[dict]) -> dict:
         "transformers": transformers.__version__,
         "trl": trl.__version__,
     }
-    results = {"command": command, "versions": versions, "runs": runs}
+    machine = f"{platform.machine()} {platform.processor() or 'CPU'}, {os.cpu_count()} cores"
+    results = {"command": command, "machine": machine, "versions": versions, "runs": runs}
     artifacts.write_json(path, results)
     print(f"wrote {path}")
     return results

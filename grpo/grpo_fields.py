@@ -6,19 +6,23 @@ parser (`TrlParser`, an `HfArgumentParser`) reads them, so every field TRL has i
 here, with TRL's type, spelling (`--max_steps` or `--max-steps`) and help, and none is
 copied by hand. Importing TRL takes seconds, so it happens only when such a field is named.
 
-On top of TRL's types this module keeps the tutorial's own limits (`FIELD_LIMITS`), and
-refuses the fields that a run flag or the machine decides (`DECIDED_ELSEWHERE`).
+On top of TRL's types this module keeps the tutorial's own limits (`FIELD_LIMITS`: TRL
+accepts a negative top_k or a NaN weight decay and fails later, or trains a ruined
+model), refuses non-finite numbers, trainer features a run has no place for
+(`UNSUPPORTED`), and the fields that a run flag or the machine decides
+(`DECIDED_ELSEWHERE`). Recipes' fields go through the same parser (`as_arguments`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NoReturn
 
 from grpo.cli import ConfigError, range_problem, usage_error
+from rewards import REWARD_FUNCS
 
 # Run-safety limits on top of TRL's types: (low, high, low excluded). A value outside is
 # most likely a typo (a learning rate of 5, a temperature of 0).
@@ -35,11 +39,40 @@ FIELD_LIMITS: dict[str, tuple[float, float | None, bool]] = {
     "save_total_limit": (1, None, False),
     "logging_steps": (1, None, False),
     "vllm_gpu_memory_utilization": (0.0, 1.0, True),
+    "weight_decay": (0.0, 10.0, False),
+    "adam_beta1": (0.0, 1.0, False),
+    "adam_beta2": (0.0, 1.0, False),
+    "adam_epsilon": (0.0, 1.0, True),
+    "max_grad_norm": (0.0, None, False),
+    "warmup_steps": (0.0, None, False),
+    "top_k": (0, None, False),
+    "top_p": (0.0, 1.0, True),
+    "min_p": (0.0, 1.0, False),
+    "repetition_penalty": (0.0, None, True),
+    "epsilon": (0.0, None, False),
+    "steps_per_generation": (1, None, False),
+    "generation_batch_size": (1, None, False),
+    "num_train_epochs": (0.0, None, True),
+    "torch_empty_cache_steps": (1, None, False),
+    "dataloader_num_workers": (0, None, False),
+    "entropy_coef": (0.0, None, False),
 }
+# Trainer features this tutorial's runs have no data or place for: they would fail only
+# after the first evaluation (no eval dataset, no hub account, DeepSpeed through the flag).
+UNSUPPORTED = {
+    "eval_strategy": ("no", "evaluation runs before and after training, not inside it"),
+    "load_best_model_at_end": (False, "needs evaluation inside training"),
+    "eval_on_start": (False, "needs evaluation inside training"),
+    "push_to_hub": (False, "a run writes its model to --output-dir; upload it yourself"),
+    "deepspeed": (None, "launch with accelerate and configs/deepspeed_zero2.yaml"),
+}
+# Fields TRL takes as a ratio when below 1 and as a count above: a fraction above 1 is a typo.
+COUNT_OR_RATIO = ("save_steps", "logging_steps", "eval_steps")
 # TRL 1.16's loss formulations. GRPOConfig takes any string and TRL rejects an unknown
 # one only at the first loss, after the first generation; tests/test_training.py trains one
 # step with each of these.
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
+SCALE_REWARDS = ("group", "batch", "none")
 # Fields that a flag of this command or the machine decides; naming them directly would
 # bypass that decision.
 DECIDED_ELSEWHERE = {
@@ -55,10 +88,10 @@ DECIDED_ELSEWHERE = {
 _UNSET = object()  # the default of every field: tells a field given from one left out
 
 
-def _field_parser(prog: str):
-    """TRL's parser for GRPOConfig: every field's default is `_UNSET`, so that the fields
-    named can be told from the rest, and a mistake is one line (exit 2), not argparse's
-    usage text of some 200 fields."""
+def _field_parser(prog: str, unset_defaults: bool = True):
+    """TRL's parser for GRPOConfig, where a mistake is one line (exit 2), not argparse's
+    usage text of some 200 fields. With `unset_defaults` every field's default is `_UNSET`,
+    so that the fields named can be told from the rest."""
     from trl import GRPOConfig, TrlParser
 
     class OneLineParser(TrlParser):
@@ -66,8 +99,9 @@ def _field_parser(prog: str):
             usage_error(prog, message)
 
     parser = OneLineParser(GRPOConfig, prog=prog, allow_abbrev=False)
-    fields = [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
-    parser.set_defaults(**dict.fromkeys(fields, _UNSET))
+    if unset_defaults:
+        fields = [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
+        parser.set_defaults(**dict.fromkeys(fields, _UNSET))
     return parser
 
 
@@ -95,6 +129,17 @@ def check_field(name: str, value: Any) -> None:
         raise ConfigError(f"{flag} is decided by {DECIDED_ELSEWHERE[name]}: leave it out")
     if name == "loss_type" and value not in LOSS_TYPES:
         raise ConfigError(f"{flag} {value!r}: choose from {', '.join(LOSS_TYPES)}")
+    if name == "scale_rewards" and value not in SCALE_REWARDS:
+        raise ConfigError(f"{flag} {value!r}: choose from {', '.join(SCALE_REWARDS)}")
+    if name == "reward_weights" and value is not None and len(value) != len(REWARD_FUNCS):
+        raise ConfigError(f"{flag}: one weight per reward function ({len(REWARD_FUNCS)})")
+    if name in UNSUPPORTED and value != UNSUPPORTED[name][0]:
+        raise ConfigError(f"{flag} {value}: not supported here ({UNSUPPORTED[name][1]})")
+    numbers = value if isinstance(value, list) else [value]
+    if any(isinstance(n, float) and not math.isfinite(n) for n in numbers):
+        raise ConfigError(f"{flag}: must be a finite number, got {value}")
+    if name in COUNT_OR_RATIO and isinstance(value, float) and value > 1 and not value.is_integer():
+        raise ConfigError(f"{flag} {value}: a ratio below 1 or a whole number of steps")
     if name not in FIELD_LIMITS or value is None:
         return
     low, high, strict = FIELD_LIMITS[name]
@@ -105,44 +150,17 @@ def check_field(name: str, value: Any) -> None:
 
 def print_help(prog: str) -> None:
     """Every GRPOConfig field with TRL's own help text (train_grpo.py --help-grpo)."""
-    _field_parser(prog).print_help()
+    _field_parser(prog, unset_defaults=False).print_help()
 
 
-def read_config_file(path: Path, own_flags: Mapping[str, bool]) -> list[str]:
-    """A YAML file of settings (open-r1's recipes are such files) as command-line strings,
-    to be read before the real command line, which therefore wins.
-
-    Keys are this command's run flags (`own_flags`: flag name -> True for an on/off switch)
-    or GRPOConfig fields, with `_` or `-`.
-    """
-    import yaml
-
-    try:
-        settings = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"--config: no file at {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        raise ConfigError(f"--config {path}: not a readable YAML file{line}") from None
-    if settings is None:
-        return []
-    if not isinstance(settings, dict):
-        raise ConfigError(f"--config {path}: expected 'name: value' lines, one per setting")
+def as_arguments(settings: Mapping[str, Any]) -> list[str]:
+    """GRPOConfig fields from a recipe as the command-line strings a user would type, so
+    that TRL's parser types and checks them exactly as it does flags."""
     strings: list[str] = []
-    for key, value in settings.items():
-        name = str(key).replace("-", "_")
-        switch = own_flags.get(name)
-        if switch:  # --lora, --skip-eval, ...: on or off
-            if not isinstance(value, bool):
-                raise ConfigError(f"--config {path}: {key} takes true or false, got {value!r}")
-            strings += [f"--{name.replace('_', '-')}"] if value else []
-        elif value is None:
+    for name, value in settings.items():
+        if value is None:
             continue
-        elif switch is False:  # a run flag with a value
-            text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-            strings += [f"--{name.replace('_', '-')}", text]
-        elif isinstance(value, list):
+        if isinstance(value, list):
             strings += [f"--{name}", *map(str, value)]
         elif isinstance(value, dict):
             strings += [f"--{name}", json.dumps(value)]

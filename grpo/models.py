@@ -1,10 +1,15 @@
-"""Choosing and loading the policy model: one place for the name, the device and the dtype.
+"""Choosing and loading models: one place for the name, the device and the dtype.
 
-One setting picks the model, the environment variable ``GRPO_MODEL`` (or a `name` argument):
+One setting names the model, the environment variable ``GRPO_MODEL`` (or a `name` argument):
 
-* unset or ``auto``: Qwen2.5-0.5B-Instruct if it is cached or a source answers. Otherwise,
-  on a CPU-only machine, the embedded ``tiny`` model with a notice; on a machine with a
-  CUDA GPU, an error (a learner paying for a GPU wants the real model, not a toy);
+* unset or ``auto``: decided by what the caller does with the model.
+  - Looking at it (generating, as notebooks 01-03 do): `choose_inference_model` takes
+    Qwen2.5-0.5B-Instruct whenever it can be had (the ModelScope or Hugging Face cache,
+    then ModelScope, then the hub) on CUDA, MPS or the CPU; only when no source has it, the
+    embedded ``tiny`` model, with one line saying why and what to do.
+  - `resolve_model` (`load_policy`, both command lines): the training rule of
+    `grpo.run_config.choose_model_and_profile`: Qwen2.5 on a CUDA GPU, the embedded ``tiny``
+    model without one.
 * ``real``: Qwen/Qwen2.5-0.5B-Instruct, or an error naming the sources tried;
 * ``tiny``: the embedded demo model, warm-started on the toy task (see `offline_demo`);
 * ``tiny-random``: the same tiny Qwen2 with random weights, before any training;
@@ -12,7 +17,7 @@ One setting picks the model, the environment variable ``GRPO_MODEL`` (or a `name
 
 Training always keeps fp32 master weights (bf16 only as autocast, set in `GRPOConfig`):
 at a learning rate of 5e-6 most AdamW updates are smaller than half a bf16 step and
-would round away. Evaluation-only loads may use bf16 to halve memory.
+would round away. Inference-only loads use bf16 on GPUs that have it, float32 elsewhere.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ def resolve_model(name: str | None = None, require_real: bool = False) -> Path:
     """
     name = requested_name(name)
     if name == "auto":  # the command line's rule: the real model on a CUDA GPU, else tiny
-        name, _, _ = choose_model_and_profile(name, "auto", detect_hardware())
+        name, _, _ = choose_model_and_profile(name, None, detect_hardware())
     if name in ("tiny", "tiny-random") and require_real:
         raise ModelUnavailable(f"the {name} model is for the toy task, not GSM8K")
     if name == "tiny":
@@ -115,6 +120,62 @@ def resolve_model(name: str | None = None, require_real: bool = False) -> Path:
             raise ModelUnavailable(f"Model folder not found: {path}")
         return path
     return download(REAL_MODEL_ID if name == "real" else name)
+
+
+@dataclass(frozen=True)
+class InferenceChoice:
+    """The model a cell that only looks at a model loads, where, in what dtype, and why."""
+
+    path: Path
+    device: torch.device
+    dtype: torch.dtype
+    why: str
+
+
+def inference_device() -> torch.device:
+    """The fastest device here for generation: a CUDA GPU, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def choose_inference_model(name: str | None = None) -> InferenceChoice:
+    """The model, device and dtype for looking at a model (generation, evaluation, no
+    training), with one printed line saying which and why.
+
+    With ``auto`` (the default) Qwen2.5-0.5B-Instruct is taken from the first source that
+    has it, on any device: inference on a 0.5B model takes seconds on a CPU. Only when none
+    has it does the embedded tiny model load. Any other name means what `resolve_model`
+    says, errors included. Training keeps its own rule (see the module doc).
+    """
+    device = inference_device()
+    requested = requested_name(name)
+    if requested == "auto":
+        try:
+            path = download(REAL_MODEL_ID)
+            why = "the real model (looking at a model needs no GPU)"
+        except ModelUnavailable as error:
+            path = warm_start_path()
+            why = (
+                f"{REAL_MODEL_ID} could not be had ({_first_sources(error)}): the tiny demo "
+                "model instead. To see Qwen: connect to ModelScope or the hub, or set "
+                f"{MODEL_ENV_VAR} to a folder holding the downloaded model."
+            )
+    else:
+        path = resolve_model(requested)
+        why = f"{MODEL_ENV_VAR}={requested}" if name is None else f"asked for {requested}"
+    dtype = inference_dtype(device)
+    print(f"[models] {describe(path)} on {device} in {str(dtype).removeprefix('torch.')}: {why}")
+    return InferenceChoice(path=path, device=device, dtype=dtype, why=why)
+
+
+def _first_sources(error: ModelUnavailable) -> str:
+    """The "Tried: ..." part of `download`'s error, without its ways out (said separately)."""
+    text = str(error)
+    tried = text.partition("Tried: ")[2] or text
+    return tried.partition(". " + OFFLINE_WAYS_OUT)[0].rstrip(".")
 
 
 def is_embedded(path: Path) -> bool:

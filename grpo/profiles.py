@@ -1,21 +1,49 @@
-"""What a run trains on, with which GRPO settings, and how it is evaluated: one dataclass.
+"""Recipes: the YAML files in configs/ that say what a run trains on, with which GRPO
+settings, and how it is evaluated. The command line and notebook 05 read the same files.
 
-Standard library only, so the command lines can check arguments and print a plan before
-torch, transformers and TRL are imported.
+* ``configs/real.yaml``: Qwen2.5-0.5B-Instruct on all of GSM8K with the seed tutorial's
+  hyper-parameters on the pinned TRL: one epoch, about a day on a T4;
+* ``configs/learner.yaml``: the same for 250 steps with a fixed 250-question test sample,
+  about an hour on one 24 GB GPU; the default on a CUDA GPU;
+* ``configs/tiny.yaml``: the embedded demo model on the toy task, a few CPU minutes; the
+  default without one.
 
-* ``real``: Qwen2.5-0.5B-Instruct on all of GSM8K with the seed tutorial's hyper-parameters,
-  mapped onto the pinned TRL (see `REAL_GRPO`): one epoch, about a day on a T4;
-* ``learner``: the same model and settings for 250 steps with a fixed 250-question GSM8K
-  test sample, about an hour on one 24 GB GPU (see `LEARNER` for the estimate);
-* ``tiny``: the embedded demo model on the toy task, a few CPU minutes, so a learner
-  without a GPU (and CI) can watch rewards and accuracy rise.
+A recipe may start from another (`extends: learner.yaml`) and may set the command's own
+flags (`lora: true`). Files are read defensively: no YAML aliases, bounded size and depth,
+no duplicate keys. Standard library and PyYAML only, so a mistake is answered before torch
+and TRL load.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+import yaml
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PROFILE_NAMES = ("tiny", "learner", "real")
+DATASETS = ("gsm8k", "toy")
+# What a recipe says besides GRPOConfig fields and run flags: the data and the evaluation.
+RECIPE_KEYS = frozenset(
+    {"extends", "dataset", "train_size", "eval_size", "eval_max_new_tokens",
+     "eval_also_scored_at", "eval_batch_size"}
+)  # fmt: skip
+# Keys that control this invocation, not the run: never taken from a file, so that a
+# recipe cannot delete or continue a run by itself.
+COMMAND_ONLY = frozenset(
+    {"output_dir", "overwrite", "resume", "dry_run", "debug", "config", "help_grpo", "profile"}
+)
+MAX_RECIPE_BYTES = 64 * 1024
+MAX_DEPTH = 8  # YAML nesting; a recipe is flat, with at most a list or a small dict per key
+MAX_EXTENDS = 8
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be used: one line saying which file and why."""
 
 
 @dataclass(frozen=True)
@@ -29,115 +57,168 @@ class EvalSettings:
     also_scored_at: tuple[int, ...] = ()  # shorter budgets, scored from the same completions
 
 
-# Up to 512 new tokens, as the seed generated, and also scored at the 200 that training
-# allows: Qwen's untrained answers often need more than 200 tokens, so part of a "gain" at
-# 200 can be the model learning to be brief rather than to be right.
-GSM8K_EVAL = EvalSettings(
-    "gsm8k", size=None, max_new_tokens=512, batch_size=64, also_scored_at=(200,)
-)
-TOY_EVAL = EvalSettings("toy", size=200, max_new_tokens=48, batch_size=100)
-EVAL_SETTINGS = {settings.dataset: settings for settings in (GSM8K_EVAL, TOY_EVAL)}
-
-
 @dataclass(frozen=True)
 class Profile:
-    """Everything that differs between a real run and the offline demonstration."""
+    """A recipe, read: the data, the GRPOConfig keywords, the evaluation, the run flags."""
 
-    name: str
+    name: str  # the profile it builds on (tiny, learner, real), else the file's name
     dataset: str  # "gsm8k" or "toy": the training prompts
     train_size: int | None  # None: the whole training split
-    grpo: MappingProxyType  # GRPOConfig keyword arguments
+    grpo: MappingProxyType  # GRPOConfig keyword arguments, as YAML typed them
     evaluation: EvalSettings
+    path: Path | None = None
+    run_flags: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def with_grpo(self, **changes: Any) -> dict:
-        """The profile's GRPOConfig arguments with `changes` applied (a fresh dict)."""
+        """The recipe's GRPOConfig arguments with `changes` applied (a fresh dict)."""
         return {**self.grpo, **changes}
 
 
-# The seed tutorial's GRPO settings, translated to the pinned TRL:
-# * `per_device_train_batch_size` counts completions, not prompts: the seed's 16 already
-#   equals `num_generations`, so one micro-batch is one prompt's group of 16, and 4
-#   accumulation steps make 64 completions (4 prompts) per optimiser step.
-# * `max_prompt_length` and `vllm_device` no longer exist: prompts are kept short in
-#   `data.py` (no few-shot examples), and vLLM runs inside the training process.
-# * `beta` now defaults to 0 (no reference model); the seed's TRL used 0.04, as does the
-#   DeepSeekMath paper, and so do we.
-# * `loss_type` now defaults to "dapo"; we keep the original "grpo" objective that the
-#   tutorial derives (per-sequence mean over tokens, then mean over the group).
-REAL_GRPO = MappingProxyType(
-    dict(
-        learning_rate=5e-6,
-        adam_beta1=0.9,
-        adam_beta2=0.99,
-        weight_decay=0.1,
-        warmup_steps=0.1,  # a float < 1 is a ratio (warmup_ratio is gone in transformers 5)
-        lr_scheduler_type="cosine",
-        logging_steps=1,
-        per_device_train_batch_size=16,
-        gradient_accumulation_steps=4,
-        num_generations=16,
-        max_completion_length=200,
-        num_train_epochs=1,
-        save_steps=100,
-        max_grad_norm=0.1,
-        beta=0.04,
-        loss_type="grpo",
-        # The seed's TRL sampled at 0.9 (TRL now defaults to 1.0): slightly sharper samples,
-        # fewer incoherent completions from a 0.5B model, still diverse within a group of 16.
-        temperature=0.9,
-        # The seed's TRL sampled through transformers' default top_k of 50; TRL 1.16 turns
-        # top-k off (0). We keep the seed's 50: it cuts the long tail of junk tokens that a
-        # 0.5B model's 151,936-entry vocabulary puts at temperature 0.9.
-        top_k=50,
-        # The objective the tutorial derives (DeepSeekMath, and the seed's TRL): the k3 KL
-        # estimate on its own. TRL 1.16 defaults to multiplying it by the importance ratio,
-        # which leaves its value unchanged on-policy but adds k3 * grad(log pi) to the gradient.
-        use_bias_correction_kl=False,
-        # Always explicit: TRL's GRPOConfig defaults it to True. On for the 0.5B model: it
-        # keeps one layer's activations instead of 24 (see grpo.plan for the arithmetic).
-        gradient_checkpointing=True,
-        # A checkpoint of the 0.5B model is about 6 GB (fp32 weights + AdamW state); the
-        # Trainer writes the new one before deleting the oldest, so 2 kept means 3 on disk.
-        save_total_limit=2,
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader without aliases (a 342-byte alias bomb expands without end), with a
+    nesting limit, and refusing a key given twice (YAML would keep the last silently)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "nested too deeply", mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """The `name: value` settings of one YAML file, keys spelled with `_`; RecipeError."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_RECIPE_BYTES + 1)
+    except FileNotFoundError:
+        raise RecipeError(f"no recipe file at {path}") from None
+    except OSError as error:
+        raise RecipeError(f"{path}: unreadable ({error.strerror or error})") from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: larger than {MAX_RECIPE_BYTES // 1024} KB, not a recipe")
+    try:
+        settings = yaml.load(raw.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 (strict safe)
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise RecipeError(f"{path}: {problem}{where}") from None
+    if settings is None:
+        return {}
+    if not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings):
+        raise RecipeError(f"{path}: expected 'name: value' lines, one per setting")
+    named = {key.replace("-", "_"): value for key, value in settings.items()}
+    if len(named) < len(settings):
+        raise RecipeError(f"{path}: a key is given twice (once with '-', once with '_')")
+    for key, value in named.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecipeError(f"{path}: {key} must be a finite number, got {value}")
+    return named
+
+
+def _extended(path: Path, parent: str) -> Path:
+    """The file an `extends:` names: next to the recipe, else in configs/ (a profile)."""
+    for candidate in (path.parent / parent, CONFIGS / parent, CONFIGS / f"{parent}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise RecipeError(f"{path}: extends {parent!r}, which is neither next to it nor in configs/")
+
+
+def _chain(path: Path) -> list[Path]:
+    """The recipe files from the root to `path`, following `extends:`."""
+    chain = [path]
+    while True:
+        parent = read_yaml(chain[0]).get("extends")
+        if parent is None:
+            return chain
+        if not isinstance(parent, str) or len(chain) > MAX_EXTENDS:
+            raise RecipeError(f"{chain[0]}: extends takes one recipe file name")
+        found = _extended(chain[0], parent)
+        if found.resolve() in {p.resolve() for p in chain}:
+            raise RecipeError(f"{chain[0]}: extends {parent!r}, which extends it back")
+        chain.insert(0, found)
+
+
+def _size(path: Path, key: str, value: Any, minimum: int = 1) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise RecipeError(f"{path}: {key} must be a whole number >= {minimum} (or null)")
+    return value
+
+
+def load_recipe(path: Path, run_flags: frozenset[str] = frozenset()) -> Profile:
+    """The recipe at `path` (and those it extends), merged: later files win. Keys must be
+    recipe keys, `run_flags` (the command's own flags) or GRPOConfig fields (which TRL's
+    parser types and checks when the run is resolved)."""
+    chain = _chain(Path(path))
+    merged: dict[str, Any] = {}
+    for file in chain:
+        settings = read_yaml(file)
+        refused = sorted(COMMAND_ONLY & set(settings))
+        if refused:
+            hint = " (a recipe starts from another with `extends: learner.yaml`)"
+            raise RecipeError(
+                f"{file}: {', '.join(refused)} is a command-line choice, not a recipe key"
+                + (hint if "profile" in refused else "")
+            )
+        merged.update(settings)
+    merged.pop("extends", None)
+    if merged.get("dataset") not in DATASETS:
+        raise RecipeError(
+            f"{path}: dataset must be one of {', '.join(DATASETS)} "
+            "(or start from a profile: extends: learner.yaml)"
+        )
+    scored_at = merged.get("eval_also_scored_at") or []
+    if not isinstance(scored_at, list):
+        raise RecipeError(f"{path}: eval_also_scored_at must be a list of token counts")
+    evaluation = EvalSettings(
+        merged["dataset"],
+        size=_size(path, "eval_size", merged.get("eval_size")),
+        max_new_tokens=_size(path, "eval_max_new_tokens", merged.get("eval_max_new_tokens", 512)),
+        batch_size=_size(path, "eval_batch_size", merged.get("eval_batch_size", 64)),
+        also_scored_at=tuple(_size(path, "eval_also_scored_at", n) for n in scored_at),
     )
-)
-
-# The warm-started tiny model: larger steps, short answers, few steps, and no gradient
-# checkpointing (a 4-layer model has no activations worth recomputing).
-TINY_GRPO = MappingProxyType(
-    dict(
-        REAL_GRPO,
-        learning_rate=2e-4,
-        per_device_train_batch_size=32,
-        gradient_accumulation_steps=1,
-        num_generations=8,
-        max_completion_length=48,
-        num_train_epochs=1,
-        max_steps=80,
-        max_grad_norm=1.0,
-        temperature=1.0,  # the tiny model's learning tests were measured at TRL's default
-        top_k=0,  # likewise TRL's default (off): the tiny vocabulary has no long tail
-        gradient_checkpointing=False,
+    names = [f.stem for f in chain if f.resolve().parent == CONFIGS]
+    profiles = [n for n in names if n in PROFILE_NAMES]
+    own = {k: v for k, v in merged.items() if k in run_flags}
+    grpo = {k: v for k, v in merged.items() if k not in RECIPE_KEYS and k not in own}
+    return Profile(
+        name=profiles[-1] if profiles else Path(path).stem,
+        dataset=merged["dataset"],
+        train_size=_size(path, "train_size", merged.get("train_size")),
+        grpo=MappingProxyType(grpo),
+        evaluation=evaluation,
+        path=Path(path),
+        run_flags=MappingProxyType(own),
     )
-)
 
-# GRPO visibly working on the real model in about an hour on one 24 GB GPU: the real
-# settings for 250 optimiser steps (1,000 prompts, 16,000 completions) instead of an epoch
-# (1,868 steps), with the cosine schedule and warm-up fitted to those 250 steps.
-# Estimate, not a measurement: 250 steps x 12 s (grpo.plan.SECONDS_PER_STEP["bf16"], for a
-# bf16 card) = 50 min, plus two evaluations of 250 questions and loading, a few minutes.
-# benchmarks/bench_gpu_real.py measures the seconds per step on the card at hand.
-LEARNER_GRPO = MappingProxyType(dict(REAL_GRPO, max_steps=250, save_steps=50))
-# A fixed sample: the first 250 questions of GSM8K's test split, before and after.
-GSM8K_SAMPLE_EVAL = EvalSettings(
-    "gsm8k", size=250, max_new_tokens=512, batch_size=64, also_scored_at=(200,)
-)
 
-REAL = Profile("real", dataset="gsm8k", train_size=None, grpo=REAL_GRPO, evaluation=GSM8K_EVAL)
-LEARNER = Profile(
-    "learner", dataset="gsm8k", train_size=1000, grpo=LEARNER_GRPO, evaluation=GSM8K_SAMPLE_EVAL
+REAL, LEARNER, TINY = (
+    load_recipe(CONFIGS / f"{name}.yaml") for name in ("real", "learner", "tiny")
 )
-TINY = Profile("tiny", dataset="toy", train_size=2000, grpo=TINY_GRPO, evaluation=TOY_EVAL)
-PROFILES = {profile.name: profile for profile in (REAL, LEARNER, TINY)}
-# Profiles that train Qwen2.5-0.5B-Instruct: asking for one never falls back to the tiny model.
-REAL_MODEL_PROFILES = ("real", "learner")
+PROFILES = {profile.name: profile for profile in (TINY, LEARNER, REAL)}
+# Evaluation by dataset, for evaluate_model.py: the real recipe's for GSM8K, the demo's for toy.
+EVAL_SETTINGS = {"gsm8k": REAL.evaluation, "toy": TINY.evaluation}

@@ -1,11 +1,14 @@
-"""What the console shows while GRPO trains: a progress bar and one short line per log.
+"""What the console shows while GRPO trains: a bar, one short line per step, the files to open.
 
 transformers' own progress callback prints the whole metric dictionary at every logging
 step: for GRPO that is about 1,500 characters of rewards, clipping ratios and token counts,
-80 times in the tiny demo. `CompactProgress` keeps the bar and prints only what a learner
-watches: the step, the mean reward, the share of right answers, the KL to the reference model,
-the mean completion length and the time left. Every metric still reaches TensorBoard (and
-metrics.json through `trainer.state.log_history`).
+80 times in the tiny demo. `CompactProgress` keeps a bar (without tqdm's own estimate, so a
+line shows one time left, not two) and prints only what a learner watches: the step, the mean
+reward, the share of right answers, the KL to the reference model, the mean completion length
+and the time left, whose basis it says once. Every metric still reaches TensorBoard (and
+metrics.json through `trainer.state.log_history`). `quiet_weight_loading` hides
+transformers' "Loading weights" bar, which a run would show once per load (up to four);
+`closing_lines` ends a run with the files to open and the next command.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from __future__ import annotations
 import importlib.util
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from tqdm.auto import tqdm
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
+from transformers.utils import logging as transformers_logging
 
 from rewards import CORRECTNESS_REWARD, correctness_reward_func
 
@@ -57,6 +62,14 @@ def compact_line(logs: dict, step: int, max_steps: int, seconds_left: float | No
     return " | ".join(parts)
 
 
+# The bar counts steps and shows the time spent; the time left is only in the step lines.
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]"
+ETA_BASIS = (
+    "time left = the mean time per step so far x the steps to go (training only; "
+    "the evaluation after training comes on top)"
+)
+
+
 class CompactProgress(TrainerCallback):
     """A progress bar plus `compact_line` for every training log, on the main process only.
 
@@ -76,8 +89,10 @@ class CompactProgress(TrainerCallback):
                 initial=state.global_step,
                 dynamic_ncols=True,
                 disable=args.disable_tqdm,
+                bar_format=BAR_FORMAT,
             )
             self.started, self.first_step = time.monotonic(), state.global_step
+            self.bar.write(f"training to step {state.max_steps}; {ETA_BASIS}")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
@@ -122,3 +137,46 @@ def use_compact_progress(trainer: Trainer) -> None:
     for callback in transformers_progress_callbacks():
         trainer.remove_callback(callback)
     trainer.add_callback(CompactProgress())
+
+
+LOADING_WEIGHTS = "Loading weights"  # the description of transformers' per-tensor loading bar
+
+
+def _without_loading_bar(factory, args, kwargs):
+    if kwargs.get("desc") == LOADING_WEIGHTS:
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)
+
+
+def quiet_weight_loading() -> None:
+    """Hide transformers' "Loading weights" bar (public hook, other bars untouched): each
+    load already says itself in one line, and a run loads up to four models (evaluation
+    before, policy, reference model, evaluation after)."""
+    transformers_logging.set_tqdm_hook(_without_loading_bar)
+
+
+# What a finished run leaves to look at, in the order to open it.
+RUN_FILES = (
+    ("metrics.json", "the numbers: before/after accuracy and format rates, reward per step"),
+    ("summary.png", "the reward curve and the before/after bars"),
+    ("completions_before.jsonl", "every evaluation answer before training, scored"),
+    ("completions_after.jsonl", "the same questions after training"),
+    ("final", "the trained model (or LoRA adapter)"),
+)
+
+
+def closing_lines(output_dir: Path) -> list[str]:
+    """The files to open, those the run wrote (a --skip-eval run has no evaluation files),
+    and the next command: measuring the trained model on questions of one's choosing."""
+    found = [(name, what) for name, what in RUN_FILES if (output_dir / name).exists()]
+    width = max((len(name) for name, _ in found), default=0) + 1
+    lines = [f"Open in {output_dir}:"] + [
+        f"  {name + ('/' if name == 'final' else ''):<{width}} {what}" for name, what in found
+    ]
+    if (output_dir / "final").is_dir():
+        measured = output_dir.with_name(f"{output_dir.name}-eval")
+        lines.append(
+            f"Next: python evaluate_model.py --model {output_dir / 'final'} --output-dir "
+            f"{measured} (or open notebooks/06_evaluation.ipynb)"
+        )
+    return lines

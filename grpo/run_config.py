@@ -1,17 +1,21 @@
-"""A run's settings, resolved once: model, profile, data sizes, GRPO settings, hardware, plan.
+"""A training run's settings, resolved once: recipe, model, data sizes, GRPO settings,
+hardware, plan.
 
-`resolve` turns the command line, the environment and the machine into one `RunConfig`
-before anything heavy loads. `train_grpo.py --dry-run` prints it; a run records it in
-run.json; training, evaluation and the plan only read it. Standard library only, so a
-mistake is answered in well under a second.
+`parse` reads the command line and the recipe it names (configs/*.yaml, grpo.profiles);
+`resolve` turns them, the environment and the machine into one `RunConfig` before any
+folder is claimed or model loaded. `train_grpo.py --dry-run` prints it, a run records it in
+run.json, and notebook 05 gets the same through `resolve_run`. Run flags are checked
+before TRL is imported; GRPOConfig fields are typed by TRL's parser and the whole
+GRPOConfig is built once here, so what TRL refuses is refused before anything is written.
 
-The automatic choice (no `--profile`, no model named):
+The automatic choice of a training run (no `--profile`/`--config`, no model named):
 
-* no CUDA GPU: the offline demonstration (the tiny model on the toy task), even when the
-  hub is reachable. The real model only when asked for (`--model real`, `GRPO_MODEL=real`,
-  `--profile learner|real`), and a real-size model on a CPU only with `--allow-cpu`;
-* a CUDA GPU: the `learner` profile (250 steps on Qwen2.5-0.5B-Instruct), fitted to the
-  card's memory; the full epoch only with `--profile real`.
+* no CUDA GPU: the offline demonstration (configs/tiny.yaml: the tiny model on the toy
+  task), even when the hub is reachable. The real model only when asked for (`--model
+  real`, `GRPO_MODEL=real`, `--profile learner|real`), and a real-size model on a CPU only
+  with `--allow-cpu`;
+* a CUDA GPU: configs/learner.yaml (250 steps on Qwen2.5-0.5B-Instruct), its batch layout
+  fitted to the card's memory; the full epoch only with `--profile real`.
 """
 
 from __future__ import annotations
@@ -19,13 +23,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import netcheck
-from grpo.cli import ConfigError, UserError, comma_list, positive_float, positive_int, random_seed
+from grpo import grpo_fields
+from grpo.cli import (
+    ConfigError,
+    Parser,
+    UserError,
+    comma_list,
+    output_folder,
+    positive_float,
+    positive_int,
+    quiet_known_warnings,
+    random_seed,
+)
 from grpo.model_names import EMBEDDED_MODELS, looks_like_path, requested_name
 from grpo.plan import (
     DEFAULT_VLLM_UTILIZATION,
@@ -38,7 +55,16 @@ from grpo.plan import (
     make_plan,
     visible_gpu,
 )
-from grpo.profiles import LEARNER, PROFILES, REAL_MODEL_PROFILES, TINY, Profile
+from grpo.profiles import (
+    CONFIGS,
+    LEARNER,
+    PROFILE_NAMES,
+    PROFILES,
+    TINY,
+    Profile,
+    RecipeError,
+    load_recipe,
+)
 from grpo.run_dir import launch_world_size
 from offline_demo.toy_task import max_distinct
 
@@ -63,26 +89,59 @@ def gpu_memory(text: str) -> float | str:
     return "auto" if text.strip().lower() == "auto" else positive_float(text)
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser, profiles: Mapping[str, Profile]
-) -> dict[str, bool]:
-    """The flags that decide a run besides GRPOConfig's fields (grpo.grpo_fields), which the
-    command line adds to its own folder and safety flags. Returns each one's name and
-    whether it is an on/off switch: what a --config file may set."""
+GRPO_FIELDS_HELP = (
+    "Any other flag names a field of TRL's GRPOConfig (default: the recipe's value), e.g. "
+    "--max-steps N, --learning-rate LR, --num-generations G, --per-device-train-batch-size B, "
+    "--gradient-accumulation-steps A, --max-completion-length L, --beta B, --loss-type T, "
+    "--temperature T, --save-steps N, --gradient-checkpointing [true|false]. "
+    "--help-grpo lists all of them with TRL's help."
+)
+
+
+def _recipe_parser(prog: str) -> Parser:
+    """The flags read first, alone: which recipe, and --help-grpo (which needs no
+    --output-dir). The full parser inherits them (for --help)."""
+    first = Parser(prog=prog, add_help=False, allow_abbrev=False)
+    which = first.add_mutually_exclusive_group()
+    which.add_argument(
+        "--profile",
+        choices=["auto", *PROFILE_NAMES],
+        default="auto",
+        help="configs/NAME.yaml; auto: learner on a CUDA GPU, the offline demo (tiny) without",
+    )
+    which.add_argument(
+        "--config",
+        type=Path,
+        help="a recipe: a YAML file of settings (configs/learner_lora.yaml is one)",
+    )
+    first.add_argument(
+        "--help-grpo", action="store_true", help="list every GRPOConfig field (from TRL)"
+    )
+    return first
+
+
+def build_parser(prog: str, description: str = "") -> tuple[Parser, dict[str, bool]]:
+    """train_grpo.py's parser, and its run flags (name -> True for an on/off switch): the
+    flags a recipe may set. GRPOConfig fields are parsed apart (grpo.grpo_fields)."""
+    parser = Parser(
+        prog=prog,
+        description=description,
+        epilog=GRPO_FIELDS_HELP,
+        parents=[_recipe_parser(prog)],
+        allow_abbrev=False,
+    )
+    parser.add_argument("--output-dir", type=output_folder, required=True)
     run = parser.add_argument_group("the run (the rest: GRPOConfig fields, see --help-grpo)")
     lora = parser.add_argument_group("LoRA (peft): train small adapters instead of all weights")
+    switch = argparse.BooleanOptionalAction
     actions = [
         run.add_argument("--model", help="auto, real, tiny, tiny-random, a folder or a model id"),
-        run.add_argument(
-            "--profile",
-            choices=["auto", *profiles],
-            default="auto",
-            help="auto: learner on a CUDA GPU, the offline demo (tiny) without one",
-        ),
         run.add_argument("--seed", type=random_seed, default=0),
-        run.add_argument("--train-size", type=positive_int, help="prompts (default: profile)"),
-        run.add_argument("--eval-size", type=positive_int, help="questions (default: profile)"),
-        run.add_argument("--skip-eval", action="store_true", help="train only, no evaluation"),
+        run.add_argument("--train-size", type=positive_int, help="prompts (default: recipe)"),
+        run.add_argument("--eval-size", type=positive_int, help="questions (default: recipe)"),
+        run.add_argument(
+            "--skip-eval", action=switch, default=False, help="train only, no evaluation"
+        ),
         run.add_argument(
             "--gpu-memory-gb",
             type=gpu_memory,
@@ -90,19 +149,24 @@ def add_arguments(
         ),
         run.add_argument(
             "--allow-cpu",
-            action="store_true",
+            action=switch,
+            default=False,
             help="train a real-size model without a CUDA GPU (days; for checking, not learning)",
         ),
         run.add_argument(
             "--fp16",
-            action="store_true",
+            action=switch,
+            default=False,
             help="fp16 autocast for GPUs without bf16 (T4, V100): fp32 master weights, "
             "loss scaling",
         ),
         run.add_argument(
-            "--use-vllm", action="store_true", help="generate with vLLM in the training process"
+            "--use-vllm",
+            action=switch,
+            default=False,
+            help="generate with vLLM in the training process",
         ),
-        lora.add_argument("--lora", action="store_true"),
+        lora.add_argument("--lora", action=switch, default=False),
         lora.add_argument(
             "--lora-r", type=positive_int, help=f"rank (default {LORA_DEFAULTS['r']})"
         ),
@@ -115,7 +179,89 @@ def add_arguments(
             help="comma-separated Qwen2 projections (default: all seven)",
         ),
     ]
-    return {action.dest: action.nargs == 0 for action in actions}
+    reuse = parser.add_mutually_exclusive_group()
+    reuse.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    reuse.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --output-dir"
+    )
+    parser.add_argument("--debug", action="store_true", help="tracebacks for every error")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the run's settings and plan, and stop"
+    )
+    return parser, {a.dest: isinstance(a, switch) for a in actions}
+
+
+def _recipe_defaults(recipe: Profile, switches: dict[str, bool]) -> dict[str, Any]:
+    """A recipe's run flags as parser defaults. Values go in as the text a user would type,
+    so argparse checks them with the flag's own type (a default string is parsed)."""
+    defaults: dict[str, Any] = {}
+    for name, value in recipe.run_flags.items():
+        if switches[name]:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{recipe.path}: {name} takes true or false, got {value!r}")
+            defaults[name] = value
+        elif value is not None:
+            items = value if isinstance(value, list) else [value]
+            defaults[name] = ",".join(map(str, items))
+    return defaults
+
+
+def typed_grpo(recipe: Profile, prog: str) -> Profile:
+    """The recipe with its GRPOConfig fields typed and checked by TRL's parser, as if given
+    on the command line (YAML reads `1e-5` as text, for one)."""
+    fields = grpo_fields.parse_fields(grpo_fields.as_arguments(recipe.grpo), prog)
+    return replace(recipe, grpo=MappingProxyType(fields))
+
+
+def parse(argv: list[str], prog: str, description: str = ""):
+    """(arguments, RunConfig) for `argv`; a mistake exits with status 2, one line.
+
+    Precedence, highest first: the command line, the card fitting (on a GPU, unless the
+    batch is given on the command line), the recipe (and those it extends), TRL's defaults.
+    """
+    early, _ = _recipe_parser(prog).parse_known_args(argv)
+    if early.help_grpo:
+        grpo_fields.print_help(prog)
+        raise SystemExit(0)
+    parser, switches = build_parser(prog, description)
+    try:
+        recipe = None
+        if early.config is not None:
+            try:
+                recipe = load_recipe(early.config, frozenset(switches))
+            except RecipeError as error:
+                raise ConfigError(f"--config: {error}") from None
+        elif early.profile != "auto":
+            recipe = PROFILES[early.profile]
+        if recipe is not None:
+            parser.set_defaults(**_recipe_defaults(recipe, switches))
+        args, rest = parser.parse_known_args(argv)
+        if "--no-lora" in argv:  # a recipe's LoRA settings go with its LoRA
+            for name in ("lora_r", "lora_alpha", "lora_target_modules"):
+                if flag(name) not in argv:
+                    setattr(args, name, None)
+        if args.output_dir.exists() and not args.output_dir.is_dir():
+            raise ConfigError(f"argument --output-dir: {args.output_dir} is a file, not a folder")
+        fields = grpo_fields.parse_fields(rest, prog)
+        if recipe is not None:
+            recipe = typed_grpo(recipe, prog)
+        config = resolve(args, fields, args.output_dir, recipe=recipe)
+    except ConfigError as error:
+        parser.error(str(error))
+    return args, config
+
+
+def resolve_run(output_dir: str | Path, **flags: Any) -> RunConfig:
+    """The run `train_grpo.py --output-dir OUTPUT_DIR --flag value ...` resolves to, for a
+    notebook: the same recipes, the same automatic choices, the same card fitting.
+    `flags` are the command's flags and GRPOConfig fields (True for a switch)."""
+    argv = ["--output-dir", str(output_dir)]
+    for name, value in flags.items():
+        if value is True:
+            argv.append(flag(name))
+        elif value is not False and value is not None:
+            argv += [flag(name), str(value)]
+    return parse(argv, "resolve_run")[1]
 
 
 @dataclass(frozen=True)
@@ -228,6 +374,7 @@ class RunConfig:
         return {
             "model": self.model,
             "profile": self.profile.name,
+            "recipe": display_path(self.profile.path),
             "dataset": self.profile.dataset,
             "train_size": self.train_size,
             "eval_size": None if self.skip_eval else self.eval_size,
@@ -235,7 +382,10 @@ class RunConfig:
             "device": self.device,
             "grpo": dict(self.grpo),
             "lora": dict(self.lora) if self.lora else None,
-            "data": {v: os.environ.get(v) for v in ("GRPO_DATA_SOURCE", "GSM8K_DIR")},
+            # GSM8K's source settings; the toy task reads none of them
+            "data": {v: os.environ.get(v) for v in ("GRPO_DATA_SOURCE", "GSM8K_DIR")}
+            if self.real_data
+            else None,
         }
 
     def training_settings(self) -> dict[str, Any]:
@@ -254,33 +404,98 @@ class RunConfig:
 
 
 def choose_model_and_profile(
-    name: str, profile: str, hardware: Hardware
+    name: str, recipe: Profile | None, hardware: Hardware
 ) -> tuple[str, Profile, str]:
-    """(model, profile, why) by the rule in the module docstring."""
-    if profile != "auto":
-        chosen = PROFILES[profile]
-        if chosen.name in REAL_MODEL_PROFILES and name in EMBEDDED_MODELS:
+    """(model, recipe, why) by the rule in the module docstring; `recipe` None: automatic."""
+    if recipe is not None:
+        real = recipe.dataset == "gsm8k"
+        if real and name in EMBEDDED_MODELS:
             raise ConfigError(
-                f"--profile {profile} trains Qwen2.5 on GSM8K; the {name} model runs with "
-                "--profile tiny (or leave --profile out)"
+                f"the recipe {recipe.path.name} trains Qwen2.5 on GSM8K; the {name} model runs "
+                "with --profile tiny (or leave --profile out)"
             )
         if name == "auto":
-            name = "real" if chosen.name in REAL_MODEL_PROFILES else "tiny"
-        return name, chosen, f"--profile {profile}"
+            name = "real" if real else "tiny"
+        return name, recipe, f"the recipe {display_path(recipe.path)}"
     if name in EMBEDDED_MODELS or is_demo_model(name):
-        return name, TINY, f"the {name} model runs the offline demo profile"
+        return name, TINY, f"the {name} model runs the offline demo recipe (configs/tiny.yaml)"
     if hardware.gpu_memory_gb is None and name == "auto":
         return (
             "tiny",
             TINY,
             (
-                "No CUDA GPU: the offline demo (tiny model, toy task). For Qwen2.5 on GSM8K, "
-                "ask for it: --profile learner (or --model real), on a GPU."
+                "No CUDA GPU: the offline demo (configs/tiny.yaml: tiny model, toy task). For "
+                "Qwen2.5 on GSM8K, ask for it: --profile learner (or --model real), on a GPU."
             ),
         )
     model = "real" if name == "auto" else name
-    why = f"{hardware.describe()}: the learner profile (the full epoch: --profile real)"
+    why = f"{hardware.describe()}: configs/learner.yaml (the full epoch: --profile real)"
     return model, LEARNER, why
+
+
+def display_path(path: Path | None) -> str:
+    """A recipe's path as a user would type it: relative to the repository when inside."""
+    if path is None:
+        return "(none)"
+    try:
+        return str(path.resolve().relative_to(CONFIGS.parent))
+    except ValueError:
+        return str(path)
+
+
+def launcher_problem(grpo: Mapping[str, Any]) -> str | None:
+    """What is wrong with the variables a launcher (accelerate launch, torchrun) sets, read
+    the same way by --dry-run and the run: a stray one would crash the run after its first
+    evaluation, or change its precision behind run.json's back."""
+    try:
+        processes = launch_world_size()
+    except UserError as error:
+        return str(error)
+    for name in ("LOCAL_RANK", "RANK", "MASTER_PORT"):
+        text = os.environ.get(name, "").strip()
+        if text and not text.isdigit():
+            return f"{name}={text!r} is not a number: unset it (launchers set it themselves)"
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v, "").strip()]
+    if processes > 1 and missing:
+        return (
+            f"WORLD_SIZE={processes} but {' and '.join(missing)} unset: start the run with "
+            "`accelerate launch` or `torchrun` (docs/scaling.md), or unset WORLD_SIZE"
+        )
+    mixed = os.environ.get("ACCELERATE_MIXED_PRECISION", "").strip().lower()
+    planned = "bf16" if grpo.get("bf16") else "fp16" if grpo.get("fp16") else "no"
+    if mixed and mixed != planned:
+        return (
+            f"ACCELERATE_MIXED_PRECISION={mixed} but this run plans {planned} (bf16 where the "
+            "GPU has it, --fp16 when asked): unset it"
+        )
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").strip().lower()
+    if deepspeed in ("1", "true", "yes") and processes == 1:
+        return (
+            "ACCELERATE_USE_DEEPSPEED is set outside a launch: start DeepSpeed runs with "
+            "`accelerate launch --config_file configs/deepspeed_zero2.yaml` (docs/scaling.md)"
+        )
+    return None
+
+
+def trl_problem(grpo: Mapping[str, Any]) -> str | None:
+    """What TRL's own GRPOConfig refuses in `grpo` (batch arithmetic and the like), found
+    before any folder is claimed. A plan for a GPU that torch does not see here (planned
+    with --gpu-memory-gb) is checked with its precision off, which needs that GPU; a run
+    on such a machine is refused later, in train_grpo.check_device."""
+    import torch
+    from trl import GRPOConfig
+
+    settings = dict(grpo)
+    if not grpo.get("use_cpu") and not torch.cuda.is_available():
+        settings.update(bf16=False, fp16=False, use_cpu=True)
+    try:
+        with warnings.catch_warnings():
+            quiet_known_warnings()
+            GRPOConfig(**settings)
+    except (ValueError, TypeError, NotImplementedError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return f"TRL's GRPOConfig refuses these settings: {first[:300]}"
+    return None
 
 
 def grpo_settings(
@@ -330,15 +545,16 @@ def resolve(
     fields: Mapping[str, Any],
     output_dir: Path,
     hardware: Hardware | None = None,
+    recipe: Profile | None = None,
 ) -> RunConfig:
     """The one resolution of a run's settings (see the module doc) from the command line's
-    own flags (`args`) and the GRPOConfig fields it named (`fields`, see grpo.grpo_fields);
-    raises ConfigError."""
+    own flags (`args`), the GRPOConfig fields it named (`fields`, see grpo.grpo_fields) and
+    the recipe it chose (None: the automatic choice); raises ConfigError."""
     hardware = hardware or detect_hardware(args.gpu_memory_gb)
     name = requested_name(args.model)
     if looks_like_path(name) and not Path(name).expanduser().is_dir():
         raise ConfigError(f"--model: no model folder at {name}")
-    model, profile, why = choose_model_and_profile(name, args.profile, hardware)
+    model, profile, why = choose_model_and_profile(name, recipe, hardware)
     overrides = _user_overrides(args, fields)
     lora = _lora(args)
     grpo = grpo_settings(profile, output_dir / CHECKPOINTS, hardware, args.fp16, args.seed)
@@ -388,12 +604,17 @@ def resolve(
             f"the estimated peak memory, {plan.memory.total / 1e9:.1f} GB, does not fit "
             f"{hardware.gpu_memory_gb:g} GB (--dry-run shows the plan)"
         )
+    problem = launcher_problem(grpo) or trl_problem(grpo)
+    if problem:
+        raise ConfigError(problem)
     device = "cpu" if hardware.gpu_memory_gb is None else "cuda"
     refusal = cpu_problem(shape, plan.steps, args.allow_cpu) if device == "cpu" else None
     notes = (
         why,
-        f"{plan.steps:,} steps, estimated {duration(plan.steps * plan.seconds_per_step)} "
-        f"({plan.steps:,} x {plan.seconds_per_step:g} s: {plan.seconds_source}).",
+        f"{plan.steps:,} training steps, estimated "
+        f"{duration(plan.steps * plan.seconds_per_step)} ({plan.steps:,} x "
+        f"{plan.seconds_per_step:g} s: {plan.seconds_source}); loading and the two "
+        "evaluations come on top.",
     )
     return RunConfig(
         model=model,

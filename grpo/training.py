@@ -16,7 +16,7 @@ from trl import GRPOConfig, GRPOTrainer
 from data import load_gsm8k
 from grpo.model_names import requested_name
 from grpo.models import resolve_model
-from grpo.profiles import Profile
+from grpo.profiles import PROFILES, Profile
 from grpo.progress import use_compact_progress
 from grpo.run_config import RunConfig, choose_model_and_profile, detect_hardware, grpo_settings
 from offline_demo import warm_start
@@ -79,7 +79,8 @@ def select_policy(model: str | None = None, profile: str = "auto") -> tuple[Path
     """The model to train and its profile, by the command line's rule (grpo.run_config):
     without a CUDA GPU the offline demo unless the real model is asked for; with one the
     learner profile. Asking for a real-model profile never falls back to the tiny model."""
-    name, chosen, _ = choose_model_and_profile(requested_name(model), profile, detect_hardware())
+    recipe = None if profile == "auto" else PROFILES[profile]
+    name, chosen, _ = choose_model_and_profile(requested_name(model), recipe, detect_hardware())
     return resolve_model(name, require_real=chosen.dataset == "gsm8k"), chosen
 
 

@@ -108,7 +108,7 @@ def test_the_fitted_layout_is_the_one_train_grpo_plans(tmp_path, monkeypatch, gp
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     flags = [] if gpu else ["--gpu-memory-gb", "16"]
     args = bench_gpu_real.parse_args(flags)
-    run = bench_gpu_real.resolve_run(args, "base", REAL_SHAPE_DIR, tmp_path / "bench")
+    run = bench_gpu_real.learner_run(args, "base", REAL_SHAPE_DIR, tmp_path / "bench")
     _, planned = train_grpo.parse_args(
         ["--profile", "learner", "--model", str(REAL_SHAPE_DIR), "--output-dir",
          str(tmp_path / "train"), "--dry-run", *flags]
@@ -121,10 +121,17 @@ def test_the_fitted_layout_is_the_one_train_grpo_plans(tmp_path, monkeypatch, gp
     assert run.grpo["max_steps"] == args.steps + 1 == run.grpo["save_steps"]
 
 
-def test_a_bf16_card_refuses_the_fp16_variant_in_one_line(standin_gpu_check, monkeypatch):
-    monkeypatch.setattr(grpo.run_config, "visible_gpu", lambda: (24.0, True))
-    with pytest.raises(SystemExit, match="this GPU has bf16"):
+@pytest.mark.parametrize("gpu, words", [((24.0, True), "this GPU has bf16"),
+                                        (None, "--fp16 needs a CUDA GPU")])  # fmt: skip
+def test_the_fp16_variant_is_refused_where_train_grpo_refuses_it(
+    standin_gpu_check, monkeypatch, capsys, gpu, words
+):
+    """On a bf16 card or without a GPU: train_grpo's usage error, one line, exit 2."""
+    monkeypatch.setattr(grpo.run_config, "visible_gpu", lambda: gpu)
+    with pytest.raises(SystemExit) as exit_:
         bench_gpu_real.main(["--variants", "fp16", *SMALL])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2 and words in error
 
 
 @pytest.mark.parametrize("value", ["0", "-16", "nan", "inf", "1e300"])

@@ -1,7 +1,9 @@
-"""Both command lines refuse bad input before torch loads: one line, a non-zero exit.
+"""Both command lines refuse bad input early: one line, a non-zero exit.
 
-The subprocess tests run the real scripts and then list which heavy modules got imported:
-"answers before torch loads" is checked directly, not timed.
+A mistake in a command's own flags is answered before torch loads; a GRPOConfig field or
+a run that TRL must check is answered after TRL is imported (grpo.run_config builds the
+GRPOConfig) but before any folder is claimed or model loaded. The subprocess tests run the
+real scripts and then list which heavy modules got imported: checked directly, not timed.
 """
 
 from __future__ import annotations
@@ -142,14 +144,11 @@ def test_output_dir_that_is_a_file_is_refused(tmp_path, capsys):
         ["--train-size", "-1", "--output-dir", "OUT"],
         ["--model", "tiny", "--train-size", "3", "--output-dir", "OUT"],
         ["--output-dir", "FILE"],
-        ["--resume", "--output-dir", "OUT"],
-        ["--model", "tiny", "--output-dir", "FILE/run"],
     ],
-    ids=["help", "bad-value", "batch", "output-is-a-file", "resume-nothing", "unwritable"],
+    ids=["help", "bad-value", "batch", "output-is-a-file"],
 )
 def test_train_grpo_answers_before_importing_torch(tmp_path, args):
-    """The command's own flags, not GRPOConfig fields: those are typed by TRL, imported
-    only when one is named (grpo.grpo_fields)."""
+    """The command's own flags, not GRPOConfig fields: those are typed by TRL."""
     (tmp_path / "file").write_text("x")
     paths = {"OUT": str(tmp_path / "run"), "FILE": str(tmp_path / "file")}
     args = [re.sub("OUT|FILE", lambda m: paths[m.group()], a) for a in args]
@@ -185,6 +184,29 @@ def test_evaluate_model_answers_before_importing_torch(tmp_path, args):
         assert len(message(result).splitlines()) == 1, result.stderr
 
 
+def loaded_nothing(result: subprocess.CompletedProcess) -> bool:
+    """No model was loaded: grpo.models prints one "[models] Loaded" line per model."""
+    return "[models]" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--resume", "--output-dir", "OUT"], ["--model", "tiny", "--output-dir", "FILE/run"]],
+    ids=["resume-nothing", "unwritable"],
+)
+def test_train_grpo_refuses_a_folder_before_loading_a_model(tmp_path, args):
+    (tmp_path / "file").write_text("x")
+    paths = {"OUT": str(tmp_path / "run"), "FILE": str(tmp_path / "file")}
+    args = [re.sub("OUT|FILE", lambda m: paths[m.group()], a) for a in args]
+
+    result = run_script("train_grpo.py", *args)
+
+    assert result.returncode in (cli.EXIT_USER_ERROR, cli.EXIT_USAGE)
+    assert loaded_nothing(result) and not (tmp_path / "run").exists()
+    assert len(message(result).splitlines()) == 1, result.stderr
+    assert message(result).startswith("train_grpo.py: error: ")
+
+
 def test_gsm8k_dir_that_is_a_file_is_refused_before_loading(tmp_path):
     file = tmp_path / "train.jsonl"
     file.write_text('{"question": "q", "answer": "#### 1"}\n')
@@ -193,7 +215,7 @@ def test_gsm8k_dir_that_is_a_file_is_refused_before_loading(tmp_path):
     result = run_script("train_grpo.py", "--output-dir", str(tmp_path / "run"), env=env)
 
     assert result.returncode == cli.EXIT_USER_ERROR
-    assert heavy_imports(result) == ""
+    assert loaded_nothing(result)
     assert "GSM8K_DIR" in message(result) and "is not a folder" in message(result)
 
 
@@ -205,7 +227,7 @@ def test_wandb_without_a_key_is_refused_before_loading(tmp_path):
     result = run_script("train_grpo.py", *args, env=env)
 
     assert result.returncode == cli.EXIT_USER_ERROR
-    assert heavy_imports(result) == ""
+    assert loaded_nothing(result)
     assert "GRPO_USE_WANDB is on but wandb has no API key" in message(result)
 
 
@@ -271,7 +293,7 @@ def test_a_folder_holding_a_finished_run_is_refused_before_loading(tmp_path):
     result = run_script("train_grpo.py", "--model", "tiny", "--output-dir", str(tmp_path))
 
     assert result.returncode == cli.EXIT_USER_ERROR
-    assert heavy_imports(result) == ""
+    assert loaded_nothing(result)
     assert "already holds a run (status: complete; metrics.json)" in message(result)
 
 

@@ -267,6 +267,11 @@ def test_scaling_doc_command(words, monkeypatch):
         return
     monkeypatch.setattr(grpo.run_config, "visible_gpu", lambda: (80.0, True))
     monkeypatch.setenv("WORLD_SIZE", str(launcher_processes(words)))
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # as the launcher sets them
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    # Building the GRPOConfig under WORLD_SIZE > 1 joins the launch's process group, which
+    # would wait for ranks that do not exist here; the real 2-process runs above build it.
+    monkeypatch.setattr(grpo.run_config, "trl_problem", lambda grpo: None)
     _, run = train_grpo.parse_args(arguments)
     grpo = run.grpo
     completions = grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"]

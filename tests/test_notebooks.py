@@ -46,7 +46,33 @@ def code_cells(notebook: dict) -> list[dict]:
 
 
 def test_the_series_is_complete_and_numbered():
-    assert [path.stem for path in NOTEBOOKS] == EXPECTED
+    """The six lessons, and appendices named appendix_NN_topic after the lesson NN they deepen."""
+    main = [path.stem for path in NOTEBOOKS if not path.stem.startswith("appendix_")]
+    assert main == EXPECTED
+    numbers = {stem[:2] for stem in EXPECTED}
+    for path in NOTEBOOKS:
+        if path.stem.startswith("appendix_"):
+            assert re.fullmatch(r"appendix_\d\d_[a-z0-9_]+", path.stem), path.name
+            assert path.stem.split("_")[1] in numbers, path.name
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem.startswith("appendix_")])
+def test_each_appendix_is_linked_from_its_lesson(path):
+    lesson = next(p for p in NOTEBOOKS if p.stem.startswith(path.stem.split("_")[1] + "_"))
+    linked = f"]({path.name})" in markdown_text(load(lesson))
+    assert linked, f"{lesson.name} never links {path.name}"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_a_lesson_is_one_thread_of_about_45_cells(name):
+    assert len(load(REPO / "notebooks" / f"{name}.ipynb")["cells"]) <= 46
+
+
+def test_no_notebook_passes_overwrite_for_the_learner():
+    """A notebook resumes or asks; it never deletes a run on the learner's behalf."""
+    for path in NOTEBOOKS:
+        for cell in code_cells(load(path)):
+            assert "--overwrite" not in "".join(cell["source"]), path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -217,6 +243,23 @@ def test_notebook_05_trains_with_plain_trl_and_public_hooks_only():
         if "GRPO steps in" in "".join(output.get("text", ""))
     )
     assert re.search(r"\b80 GRPO steps in", trained), trained
+    # The training cell sits in the first half, its layout from the command line's resolution.
+    cells = notebook["cells"]
+    position = next(i for i, cell in enumerate(cells) if "".join(cell["source"]) == training)
+    assert position < len(cells) / 2
+    assert "resolve_run(RUN_DIR" in training and "run.lora" in training
+
+
+def test_notebook_06_ends_with_the_trained_model_answering_the_joy_question():
+    """The seed's last step: the saved model, asked with apply_chat_template, generate and
+    decode(skip_special_tokens=False), before and after, in the committed outputs."""
+    cells = code_cells(load(REPO / "notebooks" / "06_evaluation.ipynb"))
+    asking = next(cell for cell in cells if "Joy can read" in "".join(cell["source"]))
+    source = "".join(asking["source"])
+    for call in ("apply_chat_template(", ".generate(", "skip_special_tokens=False"):
+        assert call in source, call
+    printed = "".join("".join(output.get("text", "")) for output in asking["outputs"])
+    assert "Joy can read" in printed and "--- before:" in printed and "--- after:" in printed
 
 
 def test_notebook_05_rerun_never_evaluates_or_trains_the_trained_model_as_the_start():

@@ -7,7 +7,7 @@ import pytest
 from grpo import training
 from grpo.models import load_policy
 from grpo.profiles import TINY
-from grpo.progress import compact_line, format_duration
+from grpo.progress import ETA_BASIS, closing_lines, compact_line, format_duration
 
 STEPS = 3
 LINE = re.compile(
@@ -57,3 +57,42 @@ def test_training_prints_compact_lines_not_metric_dictionaries(
     assert re.search(rf"^training finished at step {STEPS} after \d+s$", out, re.M), out
     bar_finished = re.search(rf"\b{STEPS}/{STEPS} \[", err) is not None
     assert bar_finished is not disable_tqdm  # the bar, unless disable_tqdm hides it
+    bar = [part for part in re.split(r"[\r\n]", err) if f"/{STEPS} [" in part]
+    assert not any("<" in part for part in bar), bar  # no second time left (tqdm's) in it
+    assert out.count(ETA_BASIS) == 1, out  # what the time left rests on, said once
+
+
+@pytest.fixture
+def quiet_loading():
+    from transformers.utils import logging as transformers_logging
+
+    from grpo.progress import quiet_weight_loading
+
+    quiet_weight_loading()
+    yield
+    transformers_logging.set_tqdm_hook(None)
+
+
+def test_loading_a_model_shows_no_weights_bar_and_other_bars_stay(
+    quiet_loading, tiny_model_dir, capsys
+):
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as transformers_logging
+
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    for _ in transformers_logging.tqdm(range(2), desc="another bar"):
+        pass
+    err = capsys.readouterr().err
+    assert "Loading weights" not in err and "another bar" in err
+
+
+def test_a_run_ends_with_the_files_it_wrote_and_the_next_command(tmp_path):
+    run = tmp_path / "runs" / "main"
+    (run / "final").mkdir(parents=True)
+    for name in ("metrics.json", "summary.png"):  # a --skip-eval run has no completions files
+        (run / name).write_text("x", encoding="utf-8")
+    lines = closing_lines(run)
+    listed = [line.split()[0] for line in lines[1:-1]]
+    assert listed == ["metrics.json", "summary.png", "final/"]
+    assert lines[-1].startswith(f"Next: python evaluate_model.py --model {run / 'final'} ")
+    assert closing_lines(tmp_path / "empty") == [f"Open in {tmp_path / 'empty'}:"]
