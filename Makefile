@@ -3,6 +3,11 @@
 #   make test    set up .venv and run lint, every test and all six notebooks
 #   make test-fast   the unit tests that build no model (well under a minute)
 PYTHON ?= python3
+# One torch thread per process: the tiny models' matrices are too small to share between
+# threads, and on this project's 2-core machine one thread ran the demo's GRPO steps faster
+# than two (benchmarks/RESULTS.md, `bench_grpo_step --threads 1,2`). `make train` and
+# `make test` (and so .ci/run) get it from here; set OMP_NUM_THREADS to override.
+export OMP_NUM_THREADS ?= 1
 VENV := .venv
 BIN := $(VENV)/bin
 OUTPUT_DIR ?= runs/main
@@ -24,12 +29,15 @@ TEST_WORKERS ?= 2
 # first, through pip, which follows this machine's pip settings (a local wheel, a mirror, a
 # PyTorch index); uv then installs the rest about 10x faster than pip would (measured in a
 # fresh venv here: 9 s, against 122 s with pip) and keeps that torch. uv reads no pip.conf:
-# behind a PyPI mirror, set UV_DEFAULT_INDEX to it too.
+# behind a PyPI mirror, set UV_DEFAULT_INDEX to it too. Unlike pip, uv compiles no bytecode
+# unless asked: --compile-bytecode does it once at install, so no process compiles
+# transformers and TRL again where PYTHONDONTWRITEBYTECODE is set (issue 26 measured imports
+# 1.6-1.8x faster with it).
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip "uv==0.13.9"
 	$(BIN)/pip install --quiet "$$(grep '^torch==' requirements.txt)"
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.txt \
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.txt \
 		-e ".[notebooks,wandb,dev]"
 	touch $(BIN)/activate
 

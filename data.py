@@ -330,7 +330,9 @@ def _load_rows(source: str, split: str, path: str | Path | None) -> tuple[list[d
     return rows, origin
 
 
-def _short_reason(error: Exception) -> str:
+def short_reason(error: BaseException) -> str:
+    """The error's type and the first line of its message: the cause in a one-line error
+    (for GSM8K's sources here, and for models that do not load in grpo.models)."""
     first_line = (str(error).strip().splitlines() or [""])[0]
     return f"{type(error).__name__}: {first_line[:200]}"
 
@@ -346,7 +348,7 @@ def _load_named_source(source: str, split: str, path: str | Path | None) -> tupl
         return _load_rows(source, split, path)
     except SOURCE_ERRORS as error:
         raise DataUnavailable(
-            f"Could not load GSM8K {split} from source '{source}': {_short_reason(error)}.\n"
+            f"Could not load GSM8K {split} from source '{source}': {short_reason(error)}.\n"
             + OFFLINE_HINT
         ) from error
 
@@ -360,7 +362,7 @@ def _load_first_available(
         try:
             rows, origin = _load_rows(source, split, path)
         except SOURCE_ERRORS as error:  # a failing source is never fatal while others remain
-            failures.append(f"{source} ({_short_reason(error)})")
+            failures.append(f"{source} ({short_reason(error)})")
             continue
         if failures:
             print(f"GSM8K: could not use {'; '.join(failures)}. Using {source} instead.")

@@ -20,8 +20,6 @@ checked before torch loads; exit codes: see grpo/cli.py.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import tempfile
 from pathlib import Path
 
 import data
@@ -36,12 +34,11 @@ from grpo.cli import (
     run_main,
     usage_error,
 )
-from grpo.model_names import MODEL_ENV_VAR, looks_like_path, requested_name
+from grpo.model_names import ADAPTER_CONFIG, MODEL_ENV_VAR, looks_like_path, requested_name
 from grpo.profiles import EVAL_SETTINGS, TINY
 from grpo.run_dir import RunDir
 
 PROG = "evaluate_model.py"
-ADAPTER_CONFIG = "adapter_config.json"
 OUTPUTS = ("metrics.json", "completions.jsonl")
 
 
@@ -59,19 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", choices=SPLITS, default="test")
     parser.add_argument("--limit", type=positive_int, help="the first N questions (default: all)")
     parser.add_argument("--seed", type=random_seed, default=0, help="draws the toy problems")
+    defaults = {name: ", ".join(f"{getattr(s, name)} for {d}" for d, s in EVAL_SETTINGS.items())
+                for name in ("batch_size", "max_new_tokens")}  # fmt: skip
     parser.add_argument(
-        "--batch-size", type=positive_int, help="default: 64 for gsm8k, 100 for toy (the profiles')"
+        "--batch-size", type=positive_int, help=f"default: {defaults['batch_size']}"
     )
     parser.add_argument(
-        "--max-new-tokens",
-        type=positive_int,
-        help="default: 200 for gsm8k, 48 for toy (the profiles')",
-    )
-    parser.add_argument(
-        "--backend",
-        choices=["transformers", "vllm"],
-        default="transformers",
-        help="vllm: much faster on a CUDA GPU, same prompts and scoring",
+        "--max-new-tokens", type=positive_int, help=f"default: {defaults['max_new_tokens']}"
     )
     parser.add_argument("--output-dir", type=output_folder, required=True)
     parser.add_argument(
@@ -115,70 +106,6 @@ def load_questions(dataset: str, split: str, limit: int | None, seed: int = 0):
     return rows.select(range(min(limit, len(rows)))) if limit else rows
 
 
-class VLLMModel:
-    """Just enough of a transformers model for `evaluation.generate`, decoding with vLLM.
-
-    `evaluation.generate` tokenizes the chat prompts, calls `model.generate` and cuts each
-    answer at its first stop token. This class answers that call with vLLM, so vLLM's
-    answers are cut, decoded and scored by the very code that handles transformers' ones.
-    The tests run it with a stand-in for vLLM (vLLM itself needs Linux and a CUDA GPU).
-    """
-
-    def __init__(self, path: Path, pad_token_id: int, dtype):
-        import torch
-        from transformers import GenerationConfig
-        from vllm import LLM
-
-        self.llm = LLM(model=str(path), seed=0, dtype=dtype)
-        self.generation_config = GenerationConfig.from_pretrained(path)
-        self.device = torch.device("cpu")  # token ids stay here: vLLM takes plain lists
-        self.pad_token_id = pad_token_id
-
-    def generate(self, input_ids, attention_mask, generation_config, **_):
-        """Prompt block + greedy new tokens, padded like transformers' output.
-
-        `generation_config` is the one `evaluation.generate` passes (GREEDY_GENERATION: no
-        repetition penalty), so both backends decode alike whatever the model's file says.
-        """
-        import torch
-        from vllm import SamplingParams
-
-        eos = generation_config.eos_token_id
-        params = SamplingParams(
-            temperature=0,
-            max_tokens=generation_config.max_new_tokens,
-            stop_token_ids=eos if isinstance(eos, list) else [eos],  # <|im_end|>, <|endoftext|>
-            repetition_penalty=generation_config.repetition_penalty,
-        )
-        prompts = [
-            {"prompt_token_ids": ids[mask.bool()].tolist()}
-            for ids, mask in zip(input_ids, attention_mask, strict=True)
-        ]
-        answers = [list(out.outputs[0].token_ids) for out in self.llm.generate(prompts, params)]
-        width = max(map(len, answers), default=0)
-        padded = [row + [self.pad_token_id] * (width - len(row)) for row in answers]
-        return torch.cat([input_ids, torch.tensor(padded, dtype=input_ids.dtype)], dim=1)
-
-
-def load_vllm_model(model):
-    """(VLLMModel, tokenizer, dtype) for a resolved `grpo.models.EvaluationModel`. vLLM
-    reads weights from a folder: an adapter is merged into a temporary copy first."""
-    import torch
-
-    from grpo.models import load_dtype, load_for_evaluation, load_tokenizer
-
-    dtype = load_dtype(torch.device("cuda"), for_training=False)
-    if model.adapter is None:
-        tokenizer = load_tokenizer(model.base)
-        return VLLMModel(model.base, tokenizer.pad_token_id, dtype), tokenizer, dtype
-    merged, tokenizer, _ = load_for_evaluation(model, torch.device("cpu"), dtype)
-    with tempfile.TemporaryDirectory() as folder:
-        merged.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-        del merged  # vLLM loads its own copy onto the GPU
-        return VLLMModel(Path(folder), tokenizer.pad_token_id, dtype), tokenizer, dtype
-
-
 def summary_line(result) -> str:
     metrics = result.metrics
     correct = sum(row["correct"] for row in result.rows)
@@ -197,8 +124,6 @@ def check_environment(args: argparse.Namespace) -> None:
     if args.dataset == "gsm8k":
         data.chosen_source()
         data.check_local_dir()
-    if args.backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise UserError("--backend vllm needs vLLM: `pip install vllm` (Linux + CUDA GPU only)")
 
 
 def model_problem(error: Exception, args: argparse.Namespace) -> str:
@@ -212,15 +137,6 @@ def model_problem(error: Exception, args: argparse.Namespace) -> str:
         "To run without it, pass --model tiny (the embedded demo model) or --model with a "
         "local folder that holds the downloaded model.",
     )
-
-
-def load(args: argparse.Namespace, model):
-    """(model, tokenizer, dtype) for the chosen backend."""
-    from grpo.models import choose_device, load_for_evaluation
-
-    if args.backend == "vllm":
-        return load_vllm_model(model)
-    return load_for_evaluation(model, choose_device())
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -243,7 +159,9 @@ def run(args: argparse.Namespace) -> dict:
             f"--limit {args.limit:,}: the {args.dataset} {args.split} split holds "
             f"{len(dataset):,} questions here; evaluating all {len(dataset):,}"
         )
-    loaded = load(args, model)
+    from grpo.models import choose_device, load_for_evaluation
+
+    loaded = load_for_evaluation(model, choose_device())
     inputs = (model.base, model.adapter) if model.adapter else (model.base,)
     with RunDir(args.output_dir, OUTPUTS, settings, inputs=inputs, **claim) as run_dir:
         metrics = evaluate_to(args, run_dir, model, dataset, loaded)
@@ -263,8 +181,6 @@ def evaluate_to(args: argparse.Namespace, run_dir: RunDir, model, dataset, loade
     max_new_tokens = args.max_new_tokens or settings.max_new_tokens
     batch_size = args.batch_size or settings.batch_size
     generator, tokenizer, dtype = loaded
-    if args.backend == "vllm":
-        batch_size = len(dataset)  # one call: vLLM schedules the whole set itself
 
     print(f"Evaluating {args.model} on {len(dataset)} {args.dataset} {args.split} questions ...")
     result = evaluate(generator, tokenizer, dataset, max_new_tokens, batch_size)
@@ -276,11 +192,10 @@ def evaluate_to(args: argparse.Namespace, run_dir: RunDir, model, dataset, loade
         "adapter": str(model.adapter) if model.adapter else None,
         "dataset": args.dataset,
         "split": args.split,
-        "backend": args.backend,
         "max_new_tokens": max_new_tokens,
         "eval_dtype": str(dtype).removeprefix("torch."),
         "data_source": data_source(dataset),
-        "eval_generation": GREEDY_GENERATION,  # both backends decode with these settings
+        "eval_generation": GREEDY_GENERATION,
         **result.metrics,
         "versions": versions(),
         "git_commit": git_commit(),

@@ -2,22 +2,24 @@
 
 One command for the day a CUDA GPU is at hand. It trains `--steps` optimiser steps (after
 one warm-up step that is not counted) exactly as `train_grpo.py --profile learner` would:
-the same GRPOConfig (through `grpo.training.make_config`), 64 completions of up to 200
-tokens per step, fp32 master weights, bf16 autocast where the GPU has it. Then it saves one
-checkpoint and prints, as markdown for benchmarks/RESULTS.md: the card, seconds per step,
-generation tokens per second, peak GPU memory next to grpo.plan's estimate, the bytes of
-one checkpoint next to the plan's, the projected learner run and epoch, and the steps
-whose loss or gradient norm was not finite and the optimiser steps the gradient scaler
-skipped (what tells a T4 owner whether `--fp16` is safe).
+the run `grpo.run_config.resolve_run` gives for it on this GPU (64 completions of up to 200
+tokens per step, the batch fitted to the card, fp32 master weights, bf16 autocast where the
+GPU has it). Then it saves one checkpoint and prints, as markdown for
+benchmarks/RESULTS.md: the card, seconds per step, generation tokens per second, peak GPU
+memory next to grpo.plan's estimate, the bytes of one checkpoint next to the plan's, the
+projected learner run and epoch, and the steps whose loss or gradient norm was not finite
+and the optimiser steps the gradient scaler skipped (what tells a T4 owner whether
+`--fp16` is safe).
 
-With `--variants auto` (the default) it also runs, where they apply, `--fp16` (a GPU
-without bf16, e.g. a T4) and `--use-vllm` (vLLM importable): one table per variant.
+With `--variants auto` (the default) it also runs `--fp16` on a GPU without bf16 (a T4):
+one table per variant. (vLLM is not measured here: generation through it is TRL's code,
+and no machine of this project has run it.)
 
 The model is the real one if it is cached or downloadable; otherwise a Qwen2.5-0.5B-shaped
 model with random weights, built from the Qwen2.5 tokenizer and config files (`--tokenizer-
-dir`, default the project's shared copy): the same shapes and so the same memory and
-matmul time, but random weights rarely stop early, so every completion runs to the limit
-(the worst case for time).
+dir`, default the copy in assets/): the same shapes and so the same memory and matmul
+time, but random weights rarely stop early, so every completion runs to the limit (the
+worst case for time).
 
 Run from the repository root:
 
@@ -30,7 +32,6 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import platform
 import resource
@@ -41,50 +42,49 @@ from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
+from trl import GRPOConfig
 
 import data
 from grpo import plan, training
+from grpo.cli import ConfigError, bounded, positive_int
 from grpo.models import ModelUnavailable, describe, load_policy, resolve_model
 from grpo.profiles import LEARNER, REAL
+from grpo.run_config import Hardware, RunConfig, detect_hardware, resolve_run
 from grpo.run_record import versions
-from offline_demo.qwen_standin import SHARED_QWEN_DIR, build_full_shape
+from offline_demo.qwen_standin import QWEN_FILES_DIR, build_full_shape
 
 LAYOUT = ("num_generations", "per_device_train_batch_size",
           "gradient_accumulation_steps", "max_completion_length")  # fmt: skip
-VARIANTS = ("auto", "base", "fp16", "vllm")
+VARIANTS = ("auto", "base", "fp16")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=5, help="timed steps (after 1 warm-up)")
+    parser.add_argument(
+        "--steps", type=positive_int, default=5, help="timed steps (after 1 warm-up)"
+    )
     parser.add_argument("--model", default="auto", help="auto | real | random | a model folder")
-    parser.add_argument("--tokenizer-dir", type=Path, default=SHARED_QWEN_DIR)
-    parser.add_argument("--gpu-memory-gb", type=float, help="use grpo.plan's fitted layout")
+    parser.add_argument("--tokenizer-dir", type=Path, default=QWEN_FILES_DIR)
+    parser.add_argument(
+        "--gpu-memory-gb", type=bounded(float, 0.0, plan.MAX_GPU_MEMORY_GB, strict=True),
+        help="plan for a card of this size (default: the visible GPU's)",
+    )  # fmt: skip
     parser.add_argument(
         "--variants", nargs="+", choices=VARIANTS, default=["auto"],
-        help="auto: the base run, then --fp16 on a GPU without bf16 and --use-vllm where "
-             "vLLM is installed",
+        help="auto: the base run, then --fp16 on a GPU without bf16",
     )  # fmt: skip
     for name in LAYOUT:
-        parser.add_argument("--" + name.replace("_", "-"), type=int, help="default: profile's")
-    args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"argument --steps: {args.steps} (at least 1)")
-    return args
+        parser.add_argument(
+            "--" + name.replace("_", "-"), type=positive_int, help="default: profile's"
+        )
+    return parser.parse_args(argv)
 
 
-def variants(requested: list[str]) -> list[str]:
-    """The variants to run; `fp16` and `vllm` need a CUDA GPU (and vLLM), said in one line."""
-    cuda = torch.cuda.is_available()
+def variants(requested: list[str], hardware: Hardware) -> list[str]:
+    """The variants to run: `auto` adds fp16 on a visible GPU without bf16. Whether a
+    variant can run here is the run's resolution's to say (`--fp16` needs such a GPU)."""
     if "auto" in requested:
-        chosen = ["base"]
-        chosen += ["fp16"] if cuda and not torch.cuda.is_bf16_supported() else []
-        chosen += ["vllm"] if cuda and importlib.util.find_spec("vllm") else []
-        return chosen
-    if not cuda and {"fp16", "vllm"} & set(requested):
-        raise SystemExit("--variants fp16 / vllm need a CUDA GPU: this machine has none")
-    if "vllm" in requested and importlib.util.find_spec("vllm") is None:
-        raise SystemExit(f"--variants vllm needs vLLM: pip install {plan.VLLM_REQUIREMENT}")
+        return ["base"] + (["fp16"] if hardware.visible and not hardware.bf16 else [])
     return list(dict.fromkeys(requested))
 
 
@@ -134,52 +134,38 @@ class StepWatch(TrainerCallback):
             self.non_finite.append(state.global_step)
 
 
-def time_generation(owner, count_tokens, record: list[tuple[float, int]]) -> None:
-    """Wrap `owner.generate` to record (seconds, new tokens) of every call."""
-    original = owner.generate
+def time_generation(model, record: list[tuple[float, int]]) -> None:
+    """Wrap `model.generate` to record (seconds, new non-pad tokens) of every call."""
+    original, pad = model.generate, model.generation_config.pad_token_id
 
     def timed(*args, **kwargs):
         start = time.perf_counter()
         output = original(*args, **kwargs)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        record.append((time.perf_counter() - start, count_tokens(output, kwargs)))
+        new = int((output[:, kwargs["input_ids"].shape[1] :] != pad).sum())
+        record.append((time.perf_counter() - start, new))
         return output
 
-    owner.generate = timed
+    model.generate = timed
 
 
-def hf_tokens(model):
-    """New non-pad tokens of a `model.generate` output."""
-    pad = model.generation_config.pad_token_id
-
-    def count(output, kwargs) -> int:
-        return int((output[:, kwargs["input_ids"].shape[1] :] != pad).sum())
-
-    return count
-
-
-def vllm_tokens(output, kwargs) -> int:
-    """Completion tokens of TRL's `VLLMGeneration.generate` (prompt ids, completion ids, ...)."""
-    return sum(len(ids) for ids in output[1])
-
-
-def layout_overrides(args: argparse.Namespace, fp16: bool, use_vllm: bool) -> dict:
-    """The layout flags given, or with --gpu-memory-gb the plan's fitted layout."""
-    chosen = {name: getattr(args, name) for name in LAYOUT if getattr(args, name) is not None}
-    if args.gpu_memory_gb is not None:
-        bf16 = training.gpu_supports_bf16() and not fp16
-        fitted = plan.make_plan(
-            LEARNER, chosen, args.gpu_memory_gb, bf16=bf16, fp16=fp16, use_vllm=use_vllm
-        )
-        if fitted.lora:
-            raise SystemExit(f"a full fine-tune does not fit {args.gpu_memory_gb:g} GB (the plan)")
-        chosen.update(
-            per_device_train_batch_size=fitted.micro_batch,
-            gradient_accumulation_steps=fitted.accumulation,
-            gradient_checkpointing=fitted.gradient_checkpointing,
-        )
-    return chosen
+def learner_run(args: argparse.Namespace, variant: str, folder: Path, out: Path) -> RunConfig:
+    """The run `train_grpo.py --profile learner --model FOLDER --output-dir OUT` with this
+    variant's flags resolves to (grpo.run_config.resolve_run: the same recipe, card fitting
+    and precision), stopped after the warm-up and `--steps` steps, saved as one checkpoint.
+    A setting this machine refuses is train_grpo's one-line usage error (exit 2)."""
+    steps = args.steps + 1
+    layout = {name: getattr(args, name) for name in LAYOUT}
+    run = resolve_run(
+        out, profile="learner", model=str(folder), skip_eval=True,
+        gpu_memory_gb=args.gpu_memory_gb, fp16=variant == "fp16", max_steps=steps,
+        save_strategy="steps", save_steps=steps, disable_tqdm="true",
+        **layout,
+    )  # fmt: skip
+    if run.refusal:
+        raise SystemExit(f"bench_gpu_real: {run.refusal}")
+    return run
 
 
 def folder_bytes(folder: Path) -> int:
@@ -195,7 +181,7 @@ def report(
     per_step = statistics.median(timed)
     gen_seconds = sum(s for s, _ in generations[1:] or generations)
     gen_tokens = sum(n for _, n in generations[1:] or generations)
-    card_gb = None
+    card_gb = None  # the card's own memory, or none
     if torch.cuda.is_available():
         card = torch.cuda.get_device_name()
         card_gb = torch.cuda.get_device_properties(0).total_memory / plan.GB
@@ -206,15 +192,13 @@ def report(
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / plan.GB:.2f} GB RSS"
     ran = {name: getattr(config, name) for name in (*LAYOUT, "gradient_checkpointing")}
     kwargs = dict(bf16=bool(config.bf16), fp16=bool(config.fp16), shape=shape)
-    kwargs.update(use_vllm=bool(config.use_vllm))
-    kwargs.update(vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization)
     learner = plan.make_plan(LEARNER, ran, card_gb, **kwargs)  # the layout that ran, not refitted
     epoch = plan.make_plan(REAL, ran, card_gb, **kwargs)
     completions = config.per_device_train_batch_size * config.gradient_accumulation_steps
     precision = "bf16 autocast" if config.bf16 else ("fp16 autocast" if config.fp16 else "fp32")
     ratio = checkpoint_bytes / learner.checkpoint_bytes
     rows = [
-        ("variant", variant + (", vLLM colocate" if config.use_vllm else "")),
+        ("variant", variant),
         ("device", f"{card} ({config.device})" + (f", {card_gb:.1f} GB" if card_gb else "")),
         ("model", description),
         ("layout", f"{completions} completions/step = {config.per_device_train_batch_size} x "
@@ -247,33 +231,20 @@ def report(
 
 def run_variant(args, variant: str, folder: Path, description: str, scratch: Path) -> str:
     """Train warm-up + `--steps` steps of the learner profile, save one checkpoint, report."""
-    fp16, use_vllm = variant == "fp16", variant == "vllm"
-    overrides = layout_overrides(args, fp16, use_vllm)
-    extra = {"fp16": True, "bf16": False} if fp16 else {}
-    if use_vllm:
-        extra.update(use_vllm=True, vllm_mode="colocate")
-    out = scratch / f"out-{variant}"
-    steps = args.steps + 1
-    config = training.make_config(
-        LEARNER, out, max_steps=steps, save_strategy="steps", save_steps=steps,
-        report_to=[], disable_tqdm=True, **overrides, **extra,
-    )  # fmt: skip
+    run = learner_run(args, variant, folder, scratch / f"out-{variant}")
+    config = GRPOConfig(**run.grpo)
     model, tokenizer, _ = load_policy(folder, device=config.device, for_training=True)
-    prompts = steps * config.generation_batch_size // config.num_generations
+    prompts = config.max_steps * config.generation_batch_size // config.num_generations
     train_set = data.load_gsm8k("train", limit=prompts)
     trainer = training.make_trainer(model, tokenizer, train_set, config)
     watch, generations = StepWatch(), []
     trainer.add_callback(watch)
-    if use_vllm:
-        time_generation(trainer.vllm_generation, vllm_tokens, generations)
-    else:
-        time_generation(trainer.model, hf_tokens(trainer.model), generations)
+    time_generation(trainer.model, generations)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
-    checkpoint = folder_bytes(out / f"checkpoint-{steps}")
-    shape = plan.ModelShape.from_config(folder)
-    text = report(variant, description, config, watch, generations, checkpoint, shape)
+    checkpoint = folder_bytes(Path(config.output_dir) / f"checkpoint-{config.max_steps}")
+    text = report(variant, description, config, watch, generations, checkpoint, run.plan.shape)
     del trainer, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -282,7 +253,10 @@ def run_variant(args, variant: str, folder: Path, description: str, scratch: Pat
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    chosen = variants(args.variants)
+    try:
+        chosen = variants(args.variants, detect_hardware(args.gpu_memory_gb))
+    except ConfigError as error:
+        raise SystemExit(f"bench_gpu_real: {error}") from None
     with tempfile.TemporaryDirectory() as scratch:
         folder, description = model_folder(args, Path(scratch))
         tables = [run_variant(args, v, folder, description, Path(scratch)) for v in chosen]

@@ -22,6 +22,8 @@ Run from the repository root (offline: the embedded tiny model, random weights):
 
     python -m benchmarks.bench_grpo_step
     python -m benchmarks.bench_grpo_step --threads 1   # a CPU shared with other jobs: much faster
+    python -m benchmarks.bench_grpo_step --only "GA 1)" --threads 1,2 --rounds 3  # the tiny
+        # profile's own step (4 groups of 8 in one micro-batch) at 1 and 2 torch threads
     python -m benchmarks.bench_grpo_step --model real --max-completion-length 200  # on a GPU
 """
 
@@ -88,7 +90,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--max-completion-length", type=int, default=48)
     parser.add_argument(
-        "--threads", type=int, help="torch intra-op threads (default: torch's choice)"
+        "--threads",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[0],
+        help="torch intra-op threads, or several (1,2): each configuration runs at each, "
+        "interleaved, and the ratio is printed (default: torch's choice)",
     )
     parser.add_argument("--only", help="run only the configurations whose name contains this")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one configuration
@@ -110,8 +116,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, TrainerCallback
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.threads[0]:
+        torch.set_num_threads(args.threads[0])
     from grpo.models import load_tokenizer, resolve_model
     from grpo.profiles import TINY
     from grpo.training import make_config, make_trainer
@@ -183,14 +189,15 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     }
 
 
-def run_child(name: str, args: argparse.Namespace) -> dict:
-    """Run one configuration in a fresh process, so that its peak memory is its own."""
+def run_child(name: str, args: argparse.Namespace, threads: int) -> dict:
+    """Run one configuration in a fresh process (at `threads` torch threads, 0: torch's
+    choice), so that its peak memory is its own."""
     command = [sys.executable, "-m", "benchmarks.bench_grpo_step", "--child", name]
     command += [f"--steps={args.steps}", f"--model={args.model}"]
     command += [f"--num-generations={args.num_generations}"]
     command += [f"--max-completion-length={args.max_completion_length}"]
-    if args.threads:
-        command.append(f"--threads={args.threads}")
+    if threads:
+        command.append(f"--threads={threads}")
     started = time.perf_counter()
     done = subprocess.run(
         command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent
@@ -213,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     names = [n for n in configs(args.num_generations) if not args.only or args.only in n]
     import torch  # only for the machine description; the children do the work
 
-    threads = args.threads or torch.get_num_threads()
+    threads = ", ".join(str(n or torch.get_num_threads()) for n in args.threads)
     print(
         f"model {args.model}, {PROMPTS_PER_STEP} prompts x {args.num_generations} completions "
         f"per step, max_completion_length={args.max_completion_length}, 1 warm-up + "
@@ -225,19 +232,22 @@ def main(argv: list[str] | None = None) -> None:
         f"load average (1/5/15 min) {load_average()}\n"
     )
     best: dict[str, dict] = {}
+    runs = [(name, n) for name in names for n in args.threads]
     for round_number in range(1, args.rounds + 1):
-        for name in names:
-            result = run_child(name, args)
+        for name, n in runs:
+            result = run_child(name, args, n)
+            label = f"{name}, {result['threads']} thread(s)" if len(args.threads) > 1 else name
+            result["label"] = label
             steps = ", ".join(f"{s:.2f}" for s in result["step_s"])
             print(
-                f"round {round_number}, {name}: generation batch "
+                f"round {round_number}, {label}: generation batch "
                 f"{result['generation_batch_size']} completions, steps {steps} s, "
                 f"process {result['process_s']:.0f} s (load after: {result['load_after']})",
                 flush=True,
             )
-            if name not in best or result["mean_s"] < best[name]["mean_s"]:
-                best[name] = result
-    results = [best[name] for name in names]
+            if label not in best or result["mean_s"] < best[label]["mean_s"]:
+                best[label] = result
+    results = list(best.values())
 
     print(
         f"\n{'configuration':<54}{'median s/step':>14}{'mean s/step':>12}"
@@ -246,19 +256,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     for r in results:
         line = (
-            f"{r['name']:<54}{r['median_s']:>14.2f}{r['mean_s']:>12.2f}"
+            f"{r['label']:<54}{r['median_s']:>14.2f}{r['mean_s']:>12.2f}"
             f"{r['peak_rss_mib']:>14.0f}{r['rss_after_load_mib']:>13.0f}"
         )
         if r["peak_gpu_mib"] is not None:
             line += f"{r['peak_gpu_mib']:>14.0f}"
         print(line)
-    base = results[0]
     print()
-    for r in results[1:]:
-        print(
-            f"{r['name']}: {base['mean_s'] / r['mean_s']:.2f}x the steps/s of {base['name']} "
-            "(mean s/step)"
-        )
+    if len(args.threads) > 1:  # each configuration's speed at its first thread count vs the rest
+        for name in names:
+            at = [r for r in results if r["name"] == name]
+            for r in at[1:]:
+                print(
+                    f"{name}: {at[0]['threads']} thread(s) ran {r['mean_s'] / at[0]['mean_s']:.2f}x"
+                    f" the steps/s of {r['threads']} (mean s/step, this run)"
+                )
+    else:
+        base = results[0]
+        for r in results[1:]:
+            print(
+                f"{r['label']}: {base['mean_s'] / r['mean_s']:.2f}x the steps/s of "
+                f"{base['label']} (mean s/step)"
+            )
     print(f"\nload average at the end (1/5/15 min): {load_average()}")
 
 

@@ -121,15 +121,11 @@ def score(completions: list[str], answers: list[str | None]) -> dict[str, list[b
     }
 
 
-def rates(completions: list[str], answers: list[str | None]) -> dict[str, float]:
-    """Accuracy and strict/soft format rates of `completions`."""
-    verdicts = score(completions, answers)
-    count = max(len(completions), 1)
-    return {
-        "accuracy": sum(verdicts["correct"]) / count,
-        "strict_format": sum(verdicts["strict_format"]) / count,
-        "soft_format": sum(verdicts["soft_format"]) / count,
-    }
+def rates(verdicts: dict[str, list[bool]]) -> dict[str, float]:
+    """Accuracy and strict/soft format rates: the share of True in each of `score`'s lists."""
+    count = max(len(verdicts["correct"]), 1)
+    names = {"accuracy": "correct", "strict_format": "strict_format", "soft_format": "soft_format"}
+    return {metric: sum(verdicts[verdict]) / count for metric, verdict in names.items()}
 
 
 def evaluate(
@@ -151,19 +147,18 @@ def evaluate(
     generations = generate(
         model, tokenizer, list(dataset["prompt"]), max_new_tokens, batch_size, progress
     )
-    completions = [g.text for g in generations]
-    verdicts = score(completions, list(dataset["answer"]))
-    count = max(len(completions), 1)
+    answers = list(dataset["answer"])
+    verdicts = score([g.text for g in generations], answers)
     metrics = {
-        **rates(completions, list(dataset["answer"])),
-        "mean_tokens": sum(g.num_tokens for g in generations) / count,
-        "num_examples": len(completions),
+        **rates(verdicts),
+        "mean_tokens": sum(g.num_tokens for g in generations) / max(len(generations), 1),
+        "num_examples": len(generations),
     }
     for budget in also_scored_at:
         cut = [
             tokenizer.decode(g.token_ids[:budget], skip_special_tokens=True) for g in generations
         ]
-        for name, value in rates(cut, list(dataset["answer"])).items():
+        for name, value in rates(score(cut, answers)).items():
             metrics[f"{name}_at_{budget}_tokens"] = value
     rows = [
         {

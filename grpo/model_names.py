@@ -12,6 +12,8 @@ from pathlib import Path
 MODEL_ENV_VAR = "GRPO_MODEL"
 EMBEDDED_MODELS = ("tiny", "tiny-random")  # the offline demo's models: always the toy profile
 NAMED_MODELS = ("auto", "real", *EMBEDDED_MODELS)
+# What marks a folder as a LoRA adapter (peft's file), for both command lines and the loader.
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 def requested_name(name: str | None = None) -> str:

@@ -31,7 +31,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 import netcheck
-from grpo.model_names import MODEL_ENV_VAR, looks_like_path, requested_name
+from data import short_reason
+from grpo.model_names import ADAPTER_CONFIG, MODEL_ENV_VAR, looks_like_path, requested_name
+from grpo.plan import has_bf16
 from grpo.run_config import choose_model_and_profile, detect_hardware
 from offline_demo.cache import cache_root
 from offline_demo.tiny_model import ENDOFTEXT, tiny_random_dir, tiny_random_path
@@ -131,7 +133,7 @@ def download(model_id: str, source: str | None = None) -> Path:
             try:
                 path = _snapshot(name, model_id, cached=False)
             except Exception as error:  # any failure means: try the next source
-                problem = _reason(error)
+                problem = short_reason(error)
             else:
                 _ORIGINS[path] = _where(name, path, cached=False)
                 return path
@@ -296,11 +298,12 @@ def choose_device(requested: str | None = None) -> torch.device:
 
 
 def gpu_supports_bf16() -> bool:
-    """True on GPUs with native bf16 (Ampere and newer: A100, 30x0/40x0, H100).
-
-    Colab's free T4 only emulates bf16, which is slower than fp32 there.
-    """
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    """True when torch's CUDA GPU has native bf16, by `grpo.plan.has_bf16` (the rule the
+    run's plan applies to nvidia-smi's answer): Colab's free T4 only emulates it."""
+    if not torch.cuda.is_available():
+        return False
+    major, minor = torch.cuda.get_device_capability()
+    return has_bf16(compute_capability=major + minor / 10)
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:
@@ -361,9 +364,6 @@ def describe(path: Path) -> str:
     if path.parent.name == "snapshots":  # Hugging Face cache: models--Org--Name/snapshots/<hash>
         return path.parent.parent.name.removeprefix("models--").replace("--", "/")
     return path.name.replace("___", ".")  # ModelScope escapes the dots in folder names
-
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass(frozen=True)
@@ -440,7 +440,7 @@ def check_model_loads(path: Path) -> None:
         )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError,
             SafetensorError, StrictDataclassError) as error:  # fmt: skip
-        raise ModelProblem(f"the model in {path} does not load: {_reason(error)}") from None
+        raise ModelProblem(f"the model in {path} does not load: {short_reason(error)}") from None
     finally:
         logging.set_verbosity(verbosity)
         if bars:
@@ -497,7 +497,9 @@ def load_for_evaluation(
     try:
         loaded = AutoModelForCausalLM.from_pretrained(model.base, dtype=dtype)
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:
-        raise ModelProblem(f"the model in {model.base} does not load: {_reason(error)}") from None
+        raise ModelProblem(
+            f"the model in {model.base} does not load: {short_reason(error)}"
+        ) from None
     if model.adapter is not None:
         from peft import PeftModel
 
@@ -506,7 +508,7 @@ def load_for_evaluation(
         except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
             raise ModelProblem(
                 f"the adapter in {model.adapter} does not load onto {describe(model.base)}: "
-                f"{_reason(error)}"
+                f"{short_reason(error)}"
             ) from None
     # train_grpo.py saves the tokenizer next to the adapter; older adapters may lack it.
     adapter = model.adapter
@@ -515,11 +517,6 @@ def load_for_evaluation(
         tokenizer = load_tokenizer(adapter if has_tokenizer else model.base)
     except (OSError, ValueError) as error:
         raise ModelProblem(
-            f"the tokenizer of {model.base} does not load: {_reason(error)}"
+            f"the tokenizer of {model.base} does not load: {short_reason(error)}"
         ) from None
     return loaded.to(device).eval(), tokenizer, dtype
-
-
-def _reason(error: BaseException) -> str:
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return f"{type(error).__name__}: {first_line[:200]}"

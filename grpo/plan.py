@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo.profiles import Profile
+from offline_demo.tiny_model import TINY_BODY, TINY_VOCAB_SIZE
 
 GB = 1e9  # decimal gigabytes, as GPU vendors count them
 
@@ -48,22 +49,28 @@ class ModelShape:
         path = path / "config.json" if path.is_dir() else path
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
-            heads = int(config["num_attention_heads"])
-            return cls(
-                name=str(config.get("_name_or_path") or path.parent.name),
-                hidden=int(config["hidden_size"]),
-                layers=int(config["num_hidden_layers"]),
-                vocab=int(config["vocab_size"]),
-                intermediate=int(config["intermediate_size"]),
-                heads=heads,
-                kv_heads=int(config.get("num_key_value_heads") or heads),
-                # transformers' Qwen2Config defaults to untied embeddings
-                tied_embeddings=bool(config.get("tie_word_embeddings", False)),
-            )
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"cannot read a model config from {path}: {error}") from None
+        try:
+            return cls.from_dict(config, default_name=path.parent.name)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"{path} is not a Qwen2-style config.json (field {error})") from None
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any], default_name: str = "") -> ModelShape:
+        """The shape in Qwen2Config's keywords (a parsed config.json)."""
+        heads = int(config["num_attention_heads"])
+        return cls(
+            name=str(config.get("_name_or_path") or default_name),
+            hidden=int(config["hidden_size"]),
+            layers=int(config["num_hidden_layers"]),
+            vocab=int(config["vocab_size"]),
+            intermediate=int(config["intermediate_size"]),
+            heads=heads,
+            kv_heads=int(config.get("num_key_value_heads") or heads),
+            # transformers' Qwen2Config defaults to untied embeddings
+            tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+        )
 
     @property
     def kv_dim(self) -> int:
@@ -82,8 +89,8 @@ class ModelShape:
         return self.layers * per_layer + embeddings + self.hidden  # final norm
 
 
-# Copied from Qwen/Qwen2.5-0.5B-Instruct's config.json (learners do not have the shared
-# folder the tests read it from; tests/test_plan.py checks the copy against the file).
+# Copied from Qwen/Qwen2.5-0.5B-Instruct's config.json, so a plan needs no file at hand;
+# tests/test_plan.py checks the copy against the file shipped in assets/.
 QWEN2_5_0_5B = ModelShape(
     "Qwen2.5-0.5B-Instruct",
     hidden=896,
@@ -94,8 +101,9 @@ QWEN2_5_0_5B = ModelShape(
     kv_heads=2,
     tied_embeddings=True,
 )
-# offline_demo.tiny_model.build_tiny_model's shape (vocabulary: TINY_VOCAB_SIZE).
-TINY_SHAPE = ModelShape("tiny Qwen2", 128, 4, 1024, 384, heads=4, kv_heads=2, tied_embeddings=True)
+TINY_SHAPE = ModelShape.from_dict(
+    {**TINY_BODY, "vocab_size": TINY_VOCAB_SIZE, "_name_or_path": "tiny Qwen2"}
+)
 SHAPES = {"real": QWEN2_5_0_5B, "learner": QWEN2_5_0_5B, "tiny": TINY_SHAPE}
 
 GSM8K_TRAIN_ROWS = 7473  # GSM8K's train split, all of which keep a '#### <answer>' line
@@ -121,7 +129,15 @@ AUTOCAST_BYTES_PER_VALUE = AUTOCAST_LAYER_BYTES / FP32_LAYER_VALUES
 CUDA_OVERHEAD_GB = 1.0  # assumed: CUDA context, cuBLAS workspace, allocator slack
 HEADROOM = 0.85  # a plan fits when its estimate stays under 85% of the card
 DEFAULT_LORA_RANK = 16
-DEFAULT_VLLM_UTILIZATION = 0.3  # TRL's vllm_gpu_memory_utilization default
+# vLLM's share of the card in colocate mode: TRL 1.16's vllm_gpu_memory_utilization
+# default, which the run keeps unless --vllm-gpu-memory-utilization says otherwise.
+DEFAULT_VLLM_UTILIZATION = 0.3
+# Native bf16 from compute capability 8.0 (see `has_bf16`); a card planned by size alone has
+# it above 16 GB (the card table's classes: L4, A10G and up have it, the 16 GB T4 has not).
+BF16_COMPUTE_CAPABILITY, BF16_ABOVE_GB = 8.0, 16
+# Beyond any card made (the largest in 2026 hold under 300 GB; compute capabilities are
+# single digits to 12.x): an nvidia-smi answer past these is a misreading, not a GPU.
+MAX_GPU_MEMORY_GB, MAX_COMPUTE_CAPABILITY = 2000.0, 100.0
 
 # Seconds per optimiser step of 64 completions of up to 200 tokens. Estimates, not
 # measurements of this project (no GPU has been available to it):
@@ -444,10 +460,6 @@ class Plan:
         return self.disk.checkpoint
 
     @property
-    def peak_disk_bytes(self) -> float:
-        return self.disk.peak
-
-    @property
     def hours(self) -> float:
         return self.steps * self.seconds_per_step / 3600
 
@@ -714,16 +726,17 @@ class Card:
 
     examples: str
     memory_gb: int
-    bf16: bool
+
+    @property
+    def bf16(self) -> bool:
+        return has_bf16(memory_gb=self.memory_gb)
 
 
-# Cards above this size have bf16 (Ampere or newer); the 16 GB class (T4) does not.
-BF16_ABOVE_GB = 16
 CARDS = (
-    Card("T4 (Colab free), V100-16GB", 16, bf16=False),
-    Card("L4, A10G, RTX 3090/4090", 24, bf16=True),
-    Card("A100-40GB, A6000 (48 GB)", 40, bf16=True),
-    Card("A100-80GB, H100", 80, bf16=True),
+    Card("T4 (Colab free), V100-16GB", 16),
+    Card("L4, A10G, RTX 3090/4090", 24),
+    Card("A100-40GB, A6000 (48 GB)", 40),
+    Card("A100-80GB, H100", 80),
 )
 
 
@@ -783,10 +796,46 @@ def card_table(profiles: tuple[Profile, ...]) -> str:
     return "\n".join([header, *rows]) + notes
 
 
+def has_bf16(compute_capability: float | None = None, memory_gb: float | None = None) -> bool:
+    """Whether a CUDA GPU has native bf16: the one rule behind every precision choice.
+
+    A GPU seen here (nvidia-smi's or torch's compute capability): 8.0 or newer (Ampere: A100,
+    A10G, L4, RTX 30x0; then Ada and Hopper). Older cards (T4 7.5, V100 7.0) only emulate
+    bf16, slower than fp32. A card planned by its memory alone (`--gpu-memory-gb` on a machine
+    without it) is taken for its class in the card table: above 16 GB bf16, 16 GB (T4) not.
+    """
+    if compute_capability is not None:
+        return compute_capability >= BF16_COMPUTE_CAPABILITY
+    return memory_gb is not None and memory_gb > BF16_ABOVE_GB
+
+
+def parse_nvidia_smi(answer: str) -> tuple[float, bool]:
+    """(memory in GB, has bf16) of the first GPU in nvidia-smi's CSV answer ("MiB, capability").
+
+    ValueError, in one line, for an answer no GPU gives (a missing field, "[N/A]", zero,
+    negative, not finite, or beyond any card made): planning from it would be planning blind.
+    """
+    lines = answer.strip().splitlines()
+    fields = lines[0].split(",") if lines else []
+    try:
+        memory_mib, capability = (float(value) for value in fields)
+    except ValueError:
+        message = f"nvidia-smi answered {answer.strip()[:80]!r}, not 'MiB, capability'"
+        raise ValueError(message) from None
+    memory_gb = memory_mib * 2**20 / GB
+    if not (math.isfinite(memory_gb) and 0 < memory_gb <= MAX_GPU_MEMORY_GB):
+        raise ValueError(f"nvidia-smi reports {memory_mib:g} MiB of GPU memory, not a card's size")
+    if not (math.isfinite(capability) and 1 <= capability < MAX_COMPUTE_CAPABILITY):
+        raise ValueError(f"nvidia-smi reports compute capability {capability:g}, not a GPU's")
+    return memory_gb, has_bf16(capability)
+
+
 def visible_gpu() -> tuple[float, bool] | None:
     """(memory in GB, has bf16) of the first visible NVIDIA GPU, from nvidia-smi (no torch).
 
-    None when there is no GPU, no nvidia-smi, or CUDA_VISIBLE_DEVICES hides every GPU.
+    None when there is no GPU, no nvidia-smi, nvidia-smi fails (no driver), or
+    CUDA_VISIBLE_DEVICES hides every GPU; ValueError when it answers nonsense (see
+    `parse_nvidia_smi`).
     """
     if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
         return None
@@ -794,8 +843,7 @@ def visible_gpu() -> tuple[float, bool] | None:
         return None
     query = ["nvidia-smi", "--query-gpu=memory.total,compute_cap", "--format=csv,noheader,nounits"]
     try:
-        first = subprocess.run(query, capture_output=True, text=True, timeout=10).stdout
-        memory_mib, capability = first.strip().splitlines()[0].split(",")
-        return float(memory_mib) * 2**20 / GB, float(capability) >= 8.0
-    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        answer = subprocess.run(query, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
         return None
+    return parse_nvidia_smi(answer.stdout) if answer.returncode == 0 else None

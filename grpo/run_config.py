@@ -45,12 +45,13 @@ from grpo.cli import (
 )
 from grpo.model_names import EMBEDDED_MODELS, looks_like_path, requested_name
 from grpo.plan import (
-    BF16_ABOVE_GB,
+    DEFAULT_VLLM_UTILIZATION,
     QWEN2_5_0_5B,
     SECONDS_PER_STEP,
     TINY_SHAPE,
     ModelShape,
     Plan,
+    has_bf16,
     make_plan,
     visible_gpu,
 )
@@ -290,7 +291,10 @@ def detect_hardware(gpu_memory_gb: float | str | None = None) -> Hardware:
     A size given without a visible GPU is planned like the README's card table: bf16 above
     16 GB (L4, A10G, A100, H100 have it), none at 16 GB (a T4 has not).
     """
-    gpu = visible_gpu()
+    try:
+        gpu = visible_gpu()
+    except ValueError as error:  # nvidia-smi's answer is nonsense: plan nothing from it
+        raise ConfigError(f"{error}: check the driver (nvidia-smi)") from None
     if gpu is not None:
         size = gpu[0] if gpu_memory_gb in (None, "auto") else float(gpu_memory_gb)
         return Hardware(size, bf16=gpu[1], visible=True)
@@ -298,7 +302,7 @@ def detect_hardware(gpu_memory_gb: float | str | None = None) -> Hardware:
         raise ConfigError("--gpu-memory-gb auto, but nvidia-smi shows no GPU: give a size in GB")
     if gpu_memory_gb is not None:
         size = float(gpu_memory_gb)
-        return Hardware(size, bf16=size > BF16_ABOVE_GB, visible=False)
+        return Hardware(size, bf16=has_bf16(memory_gb=size), visible=False)
     return Hardware(None, bf16=False, visible=False)
 
 
@@ -588,7 +592,9 @@ def resolve(
             lora=lora is not None,
             lora_rank=(lora or LORA_DEFAULTS)["r"],
             use_vllm=bool(grpo.get("use_vllm")),
-            vllm_gpu_memory_utilization=grpo.get("vllm_gpu_memory_utilization", 0.3),
+            vllm_gpu_memory_utilization=grpo.get(
+                "vllm_gpu_memory_utilization", DEFAULT_VLLM_UTILIZATION
+            ),
             train_rows=train_size,
             shape=shape,
             processes=processes,

@@ -23,8 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 # Qwen2.5-0.5B-Instruct's tokenizer, config.json and generation_config.json, shipped with the
 # repository (Apache-2.0, see its README), so the real-path tests run in any clone.
 QWEN_FILES_DIR = REPO / "assets" / "qwen2.5-0.5b-instruct"
-# The name callers used when the files lived outside the repository; same folder.
-SHARED_QWEN_DIR = QWEN_FILES_DIR
 STANDIN_BODY = dict(
     hidden_size=64,
     intermediate_size=128,

@@ -9,19 +9,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import torch
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from data import SYSTEM_PROMPT
 from offline_demo.cache import build_once, cache_root
 from offline_demo.toy_task import make_problems
+
+if TYPE_CHECKING:  # torch and transformers load where used: grpo.plan reads TINY_BODY
+    from transformers import PreTrainedTokenizerBase
 
 # Qwen2.5's special tokens and default system message, reproduced by the tiny tokenizer.
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
 TINY_VOCAB_SIZE = 1024
+# The tiny Qwen2's body, Qwen2Config's keywords (grpo.plan plans the demo's memory from it).
+TINY_BODY = dict(
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    tie_word_embeddings=True,
+)
 TINY_BUILD_VERSION = "v1"  # bump when the recipe below changes, so caches are rebuilt
 
 
@@ -70,17 +80,13 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerBase:
 
 def build_tiny_model(tokenizer: PreTrainedTokenizerBase, seed: int = 0):
     """A 4-layer Qwen2 with random weights, sized for a GRPO step in well under a second."""
+    import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=384,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        **TINY_BODY,
         max_position_embeddings=1024,
-        tie_word_embeddings=True,
         bos_token_id=tokenizer.convert_tokens_to_ids(ENDOFTEXT),
         eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
         pad_token_id=tokenizer.pad_token_id,

@@ -17,7 +17,6 @@ from grpo import plan
 
 REPO = Path(__file__).resolve().parents[1]
 QWEN_CONFIG = REPO / "assets" / "qwen2.5-0.5b-instruct" / "config.json"
-SHARED_QWEN_CONFIG = REPO.parent / "shared/data/qwen2.5-0.5b-instruct-tokenizer/config.json"
 
 
 @pytest.fixture
@@ -81,7 +80,7 @@ def test_the_real_model_on_a_cpu_is_refused_before_anything_loads(tmp_path, no_g
     assert resolve(tmp_path, "--profile", "learner", "--allow-cpu").device == "cpu"
 
 
-@pytest.mark.parametrize("config_json", [QWEN_CONFIG, SHARED_QWEN_CONFIG], ids=["assets", "shared"])
+@pytest.mark.parametrize("config_json", [QWEN_CONFIG], ids=["assets"])
 def test_a_folder_of_real_size_is_refused_on_a_cpu(tmp_path, no_gpu, capsys, config_json):
     """Known from config.json alone: the folder holds no weights at all."""
     if not config_json.is_file():

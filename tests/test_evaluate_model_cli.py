@@ -6,11 +6,7 @@ assets/tiny_qwen2_warm/ (after a recipe change not yet shipped, one built once i
 default cache), so GRPO_CACHE_DIR is left alone.
 """
 
-import importlib.machinery
-import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -210,65 +206,6 @@ def test_zero_is_refused(flag, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         evaluate_model.parse_args(["--model", "tiny", "--output-dir", str(tmp_path), flag, "0"])
     assert exit_info.value.code == 2  # argparse's usage error
-
-
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
-def test_vllm_backend_without_vllm_says_how_to_get_it(tmp_path):
-    with pytest.raises(SystemExit, match="pip install vllm"):
-        evaluate_model.main(
-            ["--model", "tiny", "--dataset", "toy", "--limit", "2", "--backend", "vllm"]
-            + ["--output-dir", str(tmp_path)]
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# The vLLM glue, with a stand-in for vLLM (the real one needs a CUDA GPU)
-# ---------------------------------------------------------------------------------------------
-
-
-class FakeLLM:
-    """vllm.LLM's interface, answered by transformers one prompt at a time (no padding)."""
-
-    def __init__(self, model: str, seed: int = 0, dtype: torch.dtype = torch.float32):
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).eval()
-
-    @torch.no_grad()
-    def generate(self, prompts: list[dict], params) -> list:
-        results = []
-        for prompt in prompts:
-            ids = torch.tensor([prompt["prompt_token_ids"]])
-            output = self.model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=params.max_tokens,
-                do_sample=False,
-                eos_token_id=params.stop_token_ids,
-                pad_token_id=params.stop_token_ids[0],
-            )
-            tokens = types.SimpleNamespace(token_ids=output[0, ids.shape[1] :].tolist())
-            results.append(types.SimpleNamespace(outputs=[tokens]))
-        return results
-
-
-@pytest.fixture
-def fake_vllm(monkeypatch):
-    module = types.ModuleType("vllm")
-    module.__spec__ = importlib.machinery.ModuleSpec("vllm", None)
-    module.LLM = FakeLLM
-    module.SamplingParams = lambda **kwargs: types.SimpleNamespace(**kwargs)
-    monkeypatch.setitem(sys.modules, "vllm", module)
-
-
-@pytest.mark.parametrize("with_adapter", [False, True], ids=["full-model", "lora-adapter"])
-def test_vllm_backend_scores_like_transformers(fake_vllm, lora_run, tmp_path, with_adapter):
-    model = str(lora_run / "final") if with_adapter else "tiny"
-    common = ["--model", model, "--dataset", "toy", "--limit", "8", "--max-new-tokens", "24"]
-    reference = run_cli(*common, "--batch-size", "4", "--output-dir", str(tmp_path / "hf"))
-    via_vllm = run_cli(*common, "--backend", "vllm", "--output-dir", str(tmp_path / "vllm"))
-    assert via_vllm["backend"] == "vllm"
-    assert via_vllm["eval_dtype"] == reference["eval_dtype"] == "float32"  # no bf16 here
-    assert read_rows(tmp_path / "vllm") == read_rows(tmp_path / "hf")
-    assert {k: via_vllm[k] for k in METRIC_KEYS} == {k: reference[k] for k in METRIC_KEYS}
 
 
 # ---------------------------------------------------------------------------------------------

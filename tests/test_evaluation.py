@@ -250,11 +250,11 @@ def test_greedy_ignores_the_models_sampling_and_penalty_settings(tiny, rows):
 
 
 def test_greedy_generation_settings_are_valid_and_json_ready():
+    """transformers accepts them without a warning (strict: a setting greedy decoding would
+    ignore raises), and metrics.json can record them as they are."""
     config = GenerationConfig(**evaluation.GREEDY_GENERATION)
-    config.validate(strict=True)  # strict: a setting that greedy would ignore raises
+    config.validate(strict=True)
     assert json.loads(json.dumps(evaluation.GREEDY_GENERATION)) == evaluation.GREEDY_GENERATION
-    assert evaluation.GREEDY_GENERATION["do_sample"] is False
-    assert evaluation.GREEDY_GENERATION["repetition_penalty"] == 1.0
 
 
 def test_generate_with_no_prompts_returns_nothing(tiny):

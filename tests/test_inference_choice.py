@@ -105,7 +105,8 @@ def test_device_and_dtype_follow_the_machine(
     cpu_only_offline, monkeypatch, cuda, bf16, mps, device, dtype
 ):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    capability = (8, 0) if bf16 else (7, 5)  # an A100 / a T4 (grpo.plan.has_bf16's rule)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
     choice = models.choose_inference_model()
     assert (choice.device, choice.dtype) == (torch.device(device), dtype)

@@ -14,13 +14,8 @@ import data
 import netcheck
 from grpo import models
 from offline_demo import cache, tiny_model
+from offline_demo.qwen_standin import QWEN_FILES_DIR
 
-REAL_TOKENIZER_DIR = (
-    Path(__file__).resolve().parents[1].parent / "shared/data/qwen2.5-0.5b-instruct-tokenizer"
-)
-needs_real_tokenizer = pytest.mark.skipif(
-    not REAL_TOKENIZER_DIR.is_dir(), reason=f"no Qwen2.5 tokenizer files at {REAL_TOKENIZER_DIR}"
-)
 no_cuda_only = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
 
 SPECIAL_TOKENS = (tiny_model.ENDOFTEXT, tiny_model.IM_START, tiny_model.IM_END)
@@ -51,16 +46,12 @@ def tiny_tokenizer(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def real_tokenizer():
-    if not REAL_TOKENIZER_DIR.is_dir():
-        pytest.skip(f"no Qwen2.5 tokenizer files at {REAL_TOKENIZER_DIR}")
-    return AutoTokenizer.from_pretrained(REAL_TOKENIZER_DIR)
+    return AutoTokenizer.from_pretrained(QWEN_FILES_DIR)
 
 
 @pytest.fixture(scope="module")
 def real_chat_template() -> str:
-    if not REAL_TOKENIZER_DIR.is_dir():
-        pytest.skip(f"no Qwen2.5 tokenizer files at {REAL_TOKENIZER_DIR}")
-    config = json.loads((REAL_TOKENIZER_DIR / "tokenizer_config.json").read_text("utf-8"))
+    config = json.loads((QWEN_FILES_DIR / "tokenizer_config.json").read_text("utf-8"))
     return config["chat_template"]
 
 
@@ -177,7 +168,6 @@ def test_tiny_template_renders_like_trls_qwen2_5_template(
     assert tiny_tokenizer.apply_chat_template(messages, **render) == trls
 
 
-@needs_real_tokenizer
 @pytest.mark.parametrize("add_generation_prompt", [True, False])
 @pytest.mark.parametrize("conversation", list(CONVERSATIONS))
 def test_tiny_template_renders_like_the_real_qwen2_5_template(
@@ -209,11 +199,10 @@ def test_tiny_template_ids_match_the_ids_built_by_hand(tiny_tokenizer, conversat
 
 
 # ---------------------------------------------------------------------------------------------
-# The real Qwen2.5 tokenizer (offline copy in shared/data)
+# The real Qwen2.5 tokenizer (the copy in assets/)
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_real_tokenizer
 def test_real_tokenizer_special_token_ids(real_tokenizer):
     assert real_tokenizer.convert_tokens_to_ids(tiny_model.IM_START) == 151644
     assert real_tokenizer.convert_tokens_to_ids(tiny_model.IM_END) == 151645
@@ -222,7 +211,6 @@ def test_real_tokenizer_special_token_ids(real_tokenizer):
     assert real_tokenizer.eos_token == tiny_model.IM_END
 
 
-@needs_real_tokenizer
 def test_real_template_ids_for_the_seed_example(real_tokenizer):
     def encode(text):
         return real_tokenizer.encode(text, add_special_tokens=False)
@@ -245,7 +233,6 @@ def test_real_template_ids_for_the_seed_example(real_tokenizer):
     assert list(ids) == expected
 
 
-@needs_real_tokenizer
 def test_tiny_and_real_templates_agree_on_the_seed_example(tiny_tokenizer, real_tokenizer):
     def render(tokenizer):
         return tokenizer.apply_chat_template(
@@ -511,13 +498,6 @@ def test_mps_request_without_mps_falls_back_to_cpu(capsys):
 @no_cuda_only
 def test_inference_dtype_on_cpu_is_float32():
     assert models.inference_dtype(torch.device("cpu")) == torch.float32
-
-
-def test_inference_dtype_is_bf16_only_on_gpus_that_have_it(monkeypatch):
-    monkeypatch.setattr(models, "gpu_supports_bf16", lambda: True)
-    assert models.inference_dtype(torch.device("cuda")) == torch.bfloat16
-    monkeypatch.setattr(models, "gpu_supports_bf16", lambda: False)  # a T4
-    assert models.inference_dtype(torch.device("cuda")) == torch.float32
 
 
 def test_training_loads_keep_float32_weights_even_where_bf16_is_supported(

@@ -3,8 +3,8 @@
 `qwen_standin_dir` (tests/conftest.py) has Qwen2.5's real tokenizer, chat template,
 config (body shrunk to 2 layers of 64) and generation_config.json, so everything but the
 weights is the real thing: the real profile's GRPOConfig and trainer, the prompt tokens,
-the stop tokens, `train_grpo.py --profile real` and `evaluate_model.py`. Every test skips
-where the shared Qwen2.5 files are absent.
+the stop tokens, `train_grpo.py --profile real` and `evaluate_model.py`. The files ship
+in assets/, so these run in every clone.
 
 CPU cost: the stand-in keeps Qwen's 151,936-entry vocabulary, and a full real-profile step
 (64 completions, every prompt token scored against the whole vocabulary) takes 80-100 s
@@ -96,7 +96,7 @@ def test_trl_prompts_are_qwens_chat_template(standin, gsm8k_rows, tmp_path, monk
     """The token ids GRPO generates from are exactly the real tokenizer's chat template."""
     from transformers import AutoTokenizer
 
-    from offline_demo.qwen_standin import SHARED_QWEN_DIR
+    from offline_demo.qwen_standin import QWEN_FILES_DIR
 
     model, tokenizer = standin
     seen = []
@@ -110,7 +110,7 @@ def test_trl_prompts_are_qwens_chat_template(standin, gsm8k_rows, tmp_path, monk
     trainer = real_trainer(standin, gsm8k_rows.select([0]), tmp_path, **SMALL_STEP)
     trainer.train()
 
-    real = AutoTokenizer.from_pretrained(SHARED_QWEN_DIR)
+    real = AutoTokenizer.from_pretrained(QWEN_FILES_DIR)
     expected = real.apply_chat_template(
         data.build_prompt(gsm8k_rows[0]["question"]),
         add_generation_prompt=True,

@@ -317,28 +317,18 @@ def test_xmlcount_reward_func_scores_both_completion_forms():
 # --- all reward functions --------------------------------------------------
 
 
-FORMAT_FUNCS = [f for f in REWARD_FUNCS if f is not correctness_reward_func]
+def test_no_format_is_worth_more_than_the_right_answer():
+    """The module's promise, on the five rewards GRPO sums: a wrong answer in the perfect
+    format never out-earns the right answer given bare, so polishing the format can never
+    pay better than getting the answer right."""
 
+    def total(completion: str) -> float:
+        return sum(f(["q"], [completion], answer=["7"])[0] for f in REWARD_FUNCS)
 
-@settings(max_examples=300, deadline=None)
-@given(
-    reasoning=st.text(max_size=60),
-    answer=st.text(alphabet="0123456789-,. x", max_size=8),
-    layout=st.sampled_from(["strict", "soft", "bare"]),
-)
-def test_no_format_is_worth_more_than_the_right_answer(reasoning, answer, layout):
-    """The module's promise: all format rewards together never exceed what the right answer
-    earns, so polishing the format can never pay better than getting the answer right."""
-    text = {
-        "strict": f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{answer}\n</answer>\n",
-        "soft": f"<reasoning>{reasoning}</reasoning> <answer>{answer}</answer>",
-        "bare": f"{reasoning} {answer}",
-    }[layout]
-    format_total = sum(f(["q"], [text], answer=["7"])[0] for f in FORMAT_FUNCS)
-    (right,) = correctness_reward_func(["q"], ["<answer>7</answer>"], answer=["7"])
-
-    assert len(FORMAT_FUNCS) == len(REWARD_FUNCS) - 1  # correctness is among them
-    assert right > 0 and format_total <= right
+    polished_wrong = "<reasoning>\n3 + 5 = 8\n</reasoning>\n<answer>\n8\n</answer>\n"
+    bare_right = "7"
+    assert total(polished_wrong) <= total(bare_right)
+    assert total(polished_wrong) > 0  # the format does pay: the bound is not met by zeros
 
 
 @pytest.mark.parametrize("reward_func", REWARD_FUNCS)
@@ -362,8 +352,11 @@ def test_no_completions_give_no_scores(reward_func):
 
 @pytest.mark.parametrize("reward_func", REWARD_FUNCS)
 def test_reward_funcs_ignore_extra_dataset_columns(reward_func):
-    scores = reward_func(["q"], [WELL_FORMED], answer=["72"], question=["q"], trainer_state=None)
-    assert len(scores) == 1
+    """TRL passes every dataset column and its state as keywords: they change no score."""
+    texts = [WELL_FORMED, "72", "<answer>\n71\n</answer>"]
+    plain = reward_func(["q"] * 3, texts, answer=["72"] * 3)
+    extra = reward_func(["q"] * 3, texts, answer=["72"] * 3, question=["q"] * 3, trainer_state=None)
+    assert extra == plain and any(plain)
 
 
 # --- properties ------------------------------------------------------------
