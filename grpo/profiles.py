@@ -146,19 +146,20 @@ def _extended(path: Path, parent: str) -> Path:
     raise RecipeError(f"{path}: extends {parent!r}, which is neither next to it nor in configs/")
 
 
-def _chain(path: Path) -> list[Path]:
-    """The recipe files from the root to `path`, following `extends:`."""
-    chain = [path]
+def _chain(path: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The recipe files from the root to `path`, following `extends:`, each read once."""
+    chain = [(path, read_yaml(path))]
     while True:
-        parent = read_yaml(chain[0]).get("extends")
+        first, settings = chain[0]
+        parent = settings.get("extends")
         if parent is None:
             return chain
         if not isinstance(parent, str) or len(chain) > MAX_EXTENDS:
-            raise RecipeError(f"{chain[0]}: extends takes one recipe file name")
-        found = _extended(chain[0], parent)
-        if found.resolve() in {p.resolve() for p in chain}:
-            raise RecipeError(f"{chain[0]}: extends {parent!r}, which extends it back")
-        chain.insert(0, found)
+            raise RecipeError(f"{first}: extends takes one recipe file name")
+        found = _extended(first, parent)
+        if found.resolve() in {p.resolve() for p, _ in chain}:
+            raise RecipeError(f"{first}: extends {parent!r}, which extends it back")
+        chain.insert(0, (found, read_yaml(found)))
 
 
 def _size(path: Path, key: str, value: Any, minimum: int = 1) -> int | None:
@@ -175,8 +176,7 @@ def load_recipe(path: Path, run_flags: frozenset[str] = frozenset()) -> Profile:
     parser types and checks when the run is resolved)."""
     chain = _chain(Path(path))
     merged: dict[str, Any] = {}
-    for file in chain:
-        settings = read_yaml(file)
+    for file, settings in chain:
         refused = sorted(COMMAND_ONLY & set(settings))
         if refused:
             hint = " (a recipe starts from another with `extends: learner.yaml`)"
@@ -201,7 +201,7 @@ def load_recipe(path: Path, run_flags: frozenset[str] = frozenset()) -> Profile:
         batch_size=_size(path, "eval_batch_size", merged.get("eval_batch_size", 64)),
         also_scored_at=tuple(_size(path, "eval_also_scored_at", n) for n in scored_at),
     )
-    names = [f.stem for f in chain if f.resolve().parent == CONFIGS]
+    names = [f.stem for f, _ in chain if f.resolve().parent == CONFIGS]
     profiles = [n for n in names if n in PROFILE_NAMES]
     own = {k: v for k, v in merged.items() if k in run_flags}
     grpo = {k: v for k, v in merged.items() if k not in RECIPE_KEYS and k not in own}
