@@ -18,7 +18,6 @@ Exit codes: see grpo/cli.py.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib.util
 import os
@@ -30,7 +29,7 @@ import netcheck
 from grpo import checkpoints
 from grpo.cli import UserError, environment_problem, run_main, usage_error
 from grpo.plan import VLLM_REQUIREMENT
-from grpo.run_config import CHECKPOINTS, RunConfig, parse
+from grpo.run_config import CHECKPOINTS, RunArguments, RunConfig, parse
 from grpo.run_dir import RunDir, is_main_process
 
 PROG = "train_grpo.py"
@@ -41,7 +40,7 @@ OUTPUTS = (
 )  # fmt: skip
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunConfig]:
+def parse_args(argv: list[str] | None = None) -> tuple[RunArguments, RunConfig]:
     """The arguments and the run they resolve to (grpo.run_config.parse); a mistake exits
     with status 2; a run this machine must not start (a real-size model on a CPU) too,
     except with --dry-run, which prints the plan first."""
@@ -297,9 +296,7 @@ def run_metrics(config, model_path, train_set, eval_set, trainer, before, after)
     return metrics
 
 
-def train(
-    args: argparse.Namespace, config: RunConfig, model_path: Path, run_dir: RunDir | None
-) -> dict:
+def train(args: RunArguments, config: RunConfig, model_path: Path, run_dir: RunDir | None) -> dict:
     """Evaluate, train, evaluate; `run_dir` is None in the non-main processes of a launch."""
     from transformers import set_seed
     from transformers.integrations import is_deepspeed_zero3_enabled
@@ -326,10 +323,10 @@ def train(
     evaluate_here = run_dir is not None and not config.skip_eval
     before = after = None
     if evaluate_here:
-        before = evaluation_before(model_path, config, eval_set, args.output_dir, args.resume)
+        before = evaluation_before(model_path, config, eval_set, args.folder, args.resume)
 
     trainer = build_trainer(config, model_path, train_set, run_dir)
-    final = args.output_dir / "final"
+    final = args.folder / "final"
     if resume_from and checkpoints.training_finished(resume_from):  # killed after training
         from transformers import TrainerState
 
@@ -347,17 +344,17 @@ def train(
     if evaluate_here:
         trainer.model.to("cpu")  # make room: "after" reloads final/ as "before" loaded its model
         free_memory()
-        after = evaluate_folder(final, config, eval_set, args.output_dir, "after")
+        after = evaluate_folder(final, config, eval_set, args.folder, "after")
     metrics = run_metrics(config, model_path, train_set, eval_set, trainer, before, after)
     if before and after:
         figure = plots.summary_figure(trainer.state.log_history, before.metrics, after.metrics)
-        artifacts.save_figure(figure, args.output_dir / "summary.png")
+        artifacts.save_figure(figure, args.folder / "summary.png")
     metrics["wall_time_s"] = run_dir.wall_time_s()
-    artifacts.write_json(args.output_dir / "metrics.json", metrics)
+    artifacts.write_json(args.folder / "metrics.json", metrics)
     return metrics
 
 
-def run(args: argparse.Namespace, config: RunConfig) -> dict:
+def run(args: RunArguments, config: RunConfig) -> dict:
     """Check, claim the output folder (main process only), train, mark the run complete."""
     check_environment(config)
     claim = dict(
@@ -372,7 +369,7 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
     main_process = is_main_process()
     if main_process:  # refuse a folder we will not get before torch loads
         # False for --resume of an --overwrite cut short: the claim finishes it, afresh
-        args.resume = RunDir.preflight(args.output_dir, **claim)
+        args.resume = RunDir.preflight(args.folder, **claim)
     if args.resume:
         checkpoints.resume_point(Path(config.grpo["output_dir"]), **checkpoint_match(config))
     check_device(config)
@@ -386,12 +383,12 @@ def run(args: argparse.Namespace, config: RunConfig) -> dict:
     claim["inputs"] = (model_path,)
     if not main_process:
         return train(args, config, model_path, None)
-    with RunDir(args.output_dir, **claim) as run_dir:
+    with RunDir(args.folder, **claim) as run_dir:
         run_dir.update(config=config.settings())
         metrics = train(args, config, model_path, run_dir)
         wall = run_dir.finish(global_step=metrics["steps"], wall_time_s=metrics["wall_time_s"])
     print(f"Done in {wall} s.")
-    print("\n".join(progress.closing_lines(args.output_dir)))
+    print("\n".join(progress.closing_lines(args.folder)))
     return metrics
 
 

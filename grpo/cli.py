@@ -173,7 +173,7 @@ def output_folder(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("empty: name a folder for the results")
     path = Path(text)
-    longest = max(path.parts, key=lambda part: len(os.fsencode(part)))
+    longest = max(path.parts, key=lambda part: len(os.fsencode(part)), default="")
     if len(os.fsencode(longest)) > NAME_MAX:
         raise argparse.ArgumentTypeError(
             f"the name {longest[:20]}... is {len(os.fsencode(longest))} bytes long; file "

@@ -76,8 +76,6 @@ SCALE_REWARDS = ("group", "batch", "none")
 # Fields that a flag of this command or the machine decides; naming them directly would
 # bypass that decision.
 DECIDED_ELSEWHERE = {
-    "output_dir": "--output-dir (checkpoints go to its checkpoints/ folder)",
-    "seed": "--seed",
     "use_vllm": "--use-vllm",
     "vllm_mode": "--use-vllm (colocated vLLM)",
     "bf16": "the GPU (bf16 where the card has it; --fp16 on cards without)",

@@ -32,11 +32,12 @@ RECIPE_KEYS = frozenset(
     {"extends", "dataset", "train_size", "eval_size", "eval_max_new_tokens",
      "eval_also_scored_at", "eval_batch_size"}
 )  # fmt: skip
-# Keys that control this invocation, not the run: never taken from a file, so that a
-# recipe cannot delete or continue a run by itself.
+# Keys that control this invocation or describe the machine, not the run: never taken from
+# a file, so that a recipe cannot delete or continue a run by itself.
 COMMAND_ONLY = frozenset(
-    {"output_dir", "overwrite", "resume", "dry_run", "debug", "config", "help_grpo", "profile"}
-)
+    {"output_dir", "overwrite", "resume", "dry_run", "debug", "config", "help_grpo", "profile",
+     "gpu_memory_gb"}
+)  # fmt: skip
 MAX_RECIPE_BYTES = 64 * 1024
 MAX_DEPTH = 8  # YAML nesting; a recipe is flat, with at most a list or a small dict per key
 MAX_EXTENDS = 8

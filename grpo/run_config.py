@@ -4,9 +4,11 @@ hardware, plan.
 `parse` reads the command line and the recipe it names (configs/*.yaml, grpo.profiles);
 `resolve` turns them, the environment and the machine into one `RunConfig` before any
 folder is claimed or model loaded. `train_grpo.py --dry-run` prints it, a run records it in
-run.json, and notebook 05 gets the same through `resolve_run`. Run flags are checked
-before TRL is imported; GRPOConfig fields are typed by TRL's parser and the whole
-GRPOConfig is built once here, so what TRL refuses is refused before anything is written.
+run.json, and notebook 05 gets the same through `resolve_run`. The command's own options
+are a dataclass read by TRL's `TrlParser` (which loads neither torch nor transformers, so
+their mistakes are answered at once); GRPOConfig fields are typed by TRL's parser too, and
+the whole GRPOConfig is built once here, so what TRL refuses is refused before anything
+is written.
 
 The automatic choice of a training run (no `--profile`/`--config`, no model named):
 
@@ -20,28 +22,30 @@ The automatic choice of a training run (no `--profile`/`--config`, no model name
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
+import math
 import os
 import warnings
+from argparse import ArgumentTypeError
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn, get_type_hints
+
+from trl import TrlParser  # TRL's own argument parser; it loads neither torch nor transformers
 
 import netcheck
 from grpo import grpo_fields
 from grpo.cli import (
+    MAX_SEED,
     ConfigError,
-    Parser,
     UserError,
-    comma_list,
     output_folder,
-    positive_float,
-    positive_int,
     quiet_known_warnings,
-    random_seed,
+    range_problem,
+    usage_error,
 )
 from grpo.model_names import EMBEDDED_MODELS, looks_like_path, requested_name
 from grpo.plan import (
@@ -56,6 +60,7 @@ from grpo.plan import (
     visible_gpu,
 )
 from grpo.profiles import (
+    COMMAND_ONLY,
     CONFIGS,
     LEARNER,
     PROFILE_NAMES,
@@ -69,7 +74,6 @@ from grpo.run_dir import launch_world_size
 from offline_demo.toy_task import max_distinct
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-LORA_DEFAULTS = {"r": 16, "alpha": 32}
 CHECKPOINTS = "checkpoints"
 # A model of this many parameters is "real-size": training it on a CPU takes days.
 REAL_SIZE_PARAMETERS = 100_000_000
@@ -84,132 +88,206 @@ def flag(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def gpu_memory(text: str) -> float | str:
-    """An argparse type: GB of GPU memory (greater than 0), or 'auto'."""
-    return "auto" if text.strip().lower() == "auto" else positive_float(text)
+def _help(text: str, **more: Any) -> dict[str, Any]:
+    return {"metadata": {"help": text, **more}}
 
 
-GRPO_FIELDS_HELP = (
-    "Any other flag names a field of TRL's GRPOConfig (default: the recipe's value), e.g. "
-    "--max-steps N, --learning-rate LR, --num-generations G, --per-device-train-batch-size B, "
-    "--gradient-accumulation-steps A, --max-completion-length L, --beta B, --loss-type T, "
-    "--temperature T, --save-steps N, --gradient-checkpointing [true|false]. "
-    "--help-grpo lists all of them with TRL's help."
-)
+@dataclass
+class RunArguments:
+    """train_grpo.py's own options, parsed by TRL's `TrlParser` like TRL's scripts. Every
+    other flag names a GRPOConfig field (grpo.grpo_fields). A recipe may set any of these
+    but `COMMAND_ONLY` ones (grpo.profiles); the command line wins over it."""
 
-
-def _recipe_parser(prog: str) -> Parser:
-    """The flags read first, alone: which recipe, and --help-grpo (which needs no
-    --output-dir). The full parser inherits them (for --help)."""
-    first = Parser(prog=prog, add_help=False, allow_abbrev=False)
-    which = first.add_mutually_exclusive_group()
-    which.add_argument(
-        "--profile",
-        choices=["auto", *PROFILE_NAMES],
+    output_dir: str | None = field(default=None, **_help("the run folder (required)"))
+    profile: str = field(
         default="auto",
-        help="configs/NAME.yaml; auto: learner on a CUDA GPU, the offline demo (tiny) without",
+        **_help(
+            "configs/NAME.yaml; auto: learner on a CUDA GPU, the offline demo (tiny) without. "
+            "--config FILE takes any recipe (configs/learner_lora.yaml is one)",
+            choices=["auto", *PROFILE_NAMES],
+        ),
     )
-    which.add_argument(
-        "--config",
-        type=Path,
-        help="a recipe: a YAML file of settings (configs/learner_lora.yaml is one)",
+    model: str | None = field(
+        default=None, **_help("auto, real, tiny, tiny-random, a folder or a model id")
     )
-    first.add_argument(
-        "--help-grpo", action="store_true", help="list every GRPOConfig field (from TRL)"
+    model_source: str | None = field(
+        default=None,
+        **_help(
+            "where a model id is downloaded from; None: $GRPO_MODEL_SOURCE, else the hub "
+            "first when HF_ENDPOINT is set, else ModelScope first",
+            choices=["modelscope", "hub"],
+        ),
     )
-    return first
+    seed: int = 0
+    train_size: int | None = field(default=None, **_help("prompts; None: the recipe's"))
+    eval_size: int | None = field(default=None, **_help("questions; None: the recipe's"))
+    skip_eval: bool = field(default=False, **_help("train only, no evaluation"))
+    gpu_memory_gb: str | None = field(
+        default=None,
+        **_help("plan for this much GPU memory (GB), or auto; None: the visible GPU's"),
+    )
+    allow_cpu: bool = field(
+        default=False,
+        **_help("train a real-size model without a CUDA GPU (days; for checking, not learning)"),
+    )
+    fp16: bool = field(
+        default=False,
+        **_help("fp16 autocast for GPUs without bf16 (T4, V100): fp32 master weights"),
+    )
+    use_vllm: bool = field(default=False, **_help("generate with vLLM in the training process"))
+    lora: bool = field(
+        default=False,
+        **_help(
+            "train LoRA adapters instead of all weights; the rank, scale and learning rate "
+            "not given come from configs/learner_lora.yaml"
+        ),
+    )
+    lora_r: int | None = field(default=None, **_help("LoRA rank"))
+    lora_alpha: int | None = field(default=None, **_help("LoRA scale"))
+    lora_target_modules: str | None = field(
+        default=None, **_help("comma-separated Qwen2 projections; None: all seven")
+    )
+    resume: bool = field(default=False, **_help("continue from the last checkpoint"))
+    overwrite: bool = field(default=False, **_help("replace the run already in --output-dir"))
+    dry_run: bool = field(default=False, **_help("print the run's settings and plan, and stop"))
+    debug: bool = field(default=False, **_help("tracebacks for every error"))
+    help_grpo: bool = field(default=False, **_help("list every GRPOConfig field (from TRL)"))
+
+    def __post_init__(self) -> None:
+        """Each value checked where it is parsed, from the command line or a recipe alike."""
+        for name, kind in get_type_hints(RunArguments).items():  # a recipe's, as YAML typed it
+            value = getattr(self, name)
+            if kind is bool and not isinstance(value, bool):
+                raise ConfigError(f"{flag(name)} takes true or false, got {value!r}")
+            if kind == int | None and value is not None and type(value) is not int:
+                raise ConfigError(f"{flag(name)} takes a whole number, got {value!r}")
+        if self.help_grpo:
+            return
+        if self.output_dir is None:
+            raise ConfigError("the following argument is required: --output-dir")
+        try:
+            self.output_dir = str(output_folder(self.output_dir))
+        except ArgumentTypeError as error:
+            raise ConfigError(f"--output-dir: {error}") from None
+        for name, low, high in (
+            ("seed", 0, MAX_SEED),
+            ("train_size", 1, None),
+            ("eval_size", 1, None),
+            ("lora_r", 1, None),
+            ("lora_alpha", 1, None),
+        ):
+            value = getattr(self, name)
+            problem = None if value is None else range_problem(value, low, high)
+            if problem:
+                raise ConfigError(f"{flag(name)}: {problem}, got {value}")
+        if self.gpu_memory_gb is not None and self.gpu_memory_gb.strip().lower() != "auto":
+            try:
+                size = float(self.gpu_memory_gb)
+            except ValueError:
+                size = math.nan
+            if not math.isfinite(size) or size <= 0:
+                raise ConfigError(
+                    f"--gpu-memory-gb: a size in GB above 0, or auto; got {self.gpu_memory_gb}"
+                )
+        if self.lora_target_modules is not None:
+            names = [name.strip() for name in str(self.lora_target_modules).split(",")]
+            unknown = [name for name in names if name not in LORA_TARGETS]
+            if unknown or not names[0]:
+                raise ConfigError(
+                    f"--lora-target-modules: unknown name(s) {unknown or names}; choose from "
+                    + ", ".join(LORA_TARGETS)
+                )
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume and --overwrite: choose one")
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.output_dir)
 
 
-def build_parser(prog: str, description: str = "") -> tuple[Parser, dict[str, bool]]:
-    """train_grpo.py's parser, and its run flags (name -> True for an on/off switch): the
-    flags a recipe may set. GRPOConfig fields are parsed apart (grpo.grpo_fields)."""
-    parser = Parser(
+# What a recipe may set besides GRPOConfig fields: the command's own options.
+RUN_FLAGS = frozenset(f.name for f in dataclasses.fields(RunArguments)) - COMMAND_ONLY
+LORA_RECIPE = load_recipe(CONFIGS / "learner_lora.yaml", RUN_FLAGS)  # LoRA's defaults
+
+
+class _OneLineParser(TrlParser):
+    """TRL's parser, but a mistake is one line naming the flag, not the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        usage_error(self.prog, message)
+
+
+def _pop_config(argv: list[str]) -> tuple[Path | None, list[str]]:
+    """`--config FILE` taken out of `argv`: TrlParser reserves the name, and its own reading
+    (yaml.safe_load) would expand aliases; grpo.profiles reads recipes defensively."""
+    rest, config = [], None
+    words = iter(argv)
+    for word in words:
+        if word == "--config" or word.startswith("--config="):
+            if config is not None:
+                raise ConfigError("--config given twice")
+            value = word.partition("=")[2] if "=" in word else next(words, None)
+            if not value:
+                raise ConfigError("--config needs a recipe file")
+            config = Path(value)
+        else:
+            rest.append(word)
+    return config, rest
+
+
+def parse(argv: list[str], prog: str, description: str = "") -> tuple[RunArguments, RunConfig]:
+    """(arguments, RunConfig) for `argv`; a mistake exits with status 2, one line.
+
+    Precedence, highest first: the command line, the card fitting (on a GPU, unless the
+    batch is given on the command line), the recipe (and those it extends), TRL's defaults.
+    The recipe is the one named (`--profile`, `--config`) or the automatic choice, read the
+    same way either way.
+    """
+    parser = _OneLineParser(
+        RunArguments,
         prog=prog,
         description=description,
-        epilog=GRPO_FIELDS_HELP,
-        parents=[_recipe_parser(prog)],
+        epilog="Any other flag names a field of TRL's GRPOConfig (default: the recipe's "
+        "value), e.g. --max-steps N, --learning-rate LR, --num-generations G; --help-grpo "
+        "lists them all.",
         allow_abbrev=False,
     )
-    parser.add_argument("--output-dir", type=output_folder, required=True)
-    run = parser.add_argument_group("the run (the rest: GRPOConfig fields, see --help-grpo)")
-    lora = parser.add_argument_group("LoRA (peft): train small adapters instead of all weights")
-    switch = argparse.BooleanOptionalAction
-    actions = [
-        run.add_argument("--model", help="auto, real, tiny, tiny-random, a folder or a model id"),
-        run.add_argument(
-            "--model-source",
-            choices=["modelscope", "hub"],
-            help="where a model id is downloaded from (default: $GRPO_MODEL_SOURCE, else the "
-            "hub first when HF_ENDPOINT is set, else ModelScope first)",
-        ),
-        run.add_argument("--seed", type=random_seed, default=0),
-        run.add_argument("--train-size", type=positive_int, help="prompts (default: recipe)"),
-        run.add_argument("--eval-size", type=positive_int, help="questions (default: recipe)"),
-        run.add_argument(
-            "--skip-eval", action=switch, default=False, help="train only, no evaluation"
-        ),
-        run.add_argument(
-            "--gpu-memory-gb",
-            type=gpu_memory,
-            help="plan for this much GPU memory (default: the visible GPU's, via nvidia-smi)",
-        ),
-        run.add_argument(
-            "--allow-cpu",
-            action=switch,
-            default=False,
-            help="train a real-size model without a CUDA GPU (days; for checking, not learning)",
-        ),
-        run.add_argument(
-            "--fp16",
-            action=switch,
-            default=False,
-            help="fp16 autocast for GPUs without bf16 (T4, V100): fp32 master weights, "
-            "loss scaling",
-        ),
-        run.add_argument(
-            "--use-vllm",
-            action=switch,
-            default=False,
-            help="generate with vLLM in the training process",
-        ),
-        lora.add_argument("--lora", action=switch, default=False),
-        lora.add_argument(
-            "--lora-r", type=positive_int, help=f"rank (default {LORA_DEFAULTS['r']})"
-        ),
-        lora.add_argument(
-            "--lora-alpha", type=positive_int, help=f"scale (default {LORA_DEFAULTS['alpha']})"
-        ),
-        lora.add_argument(
-            "--lora-target-modules",
-            type=comma_list(LORA_TARGETS),
-            help="comma-separated Qwen2 projections (default: all seven)",
-        ),
-    ]
-    reuse = parser.add_mutually_exclusive_group()
-    reuse.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    reuse.add_argument(
-        "--overwrite", action="store_true", help="replace the run already in --output-dir"
-    )
-    parser.add_argument("--debug", action="store_true", help="tracebacks for every error")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print the run's settings and plan, and stop"
-    )
-    return parser, {a.dest: isinstance(a, switch) for a in actions}
-
-
-def _recipe_defaults(recipe: Profile, switches: dict[str, bool]) -> dict[str, Any]:
-    """A recipe's run flags as parser defaults. Values go in as the text a user would type,
-    so argparse checks them with the flag's own type (a default string is parsed)."""
-    defaults: dict[str, Any] = {}
-    for name, value in recipe.run_flags.items():
-        if switches[name]:
-            if not isinstance(value, bool):
-                raise ConfigError(f"{recipe.path}: {name} takes true or false, got {value!r}")
-            defaults[name] = value
-        elif value is not None:
-            items = value if isinstance(value, list) else [value]
-            defaults[name] = ",".join(map(str, items))
-    return defaults
+    try:
+        config, argv = _pop_config(list(argv))
+        given, _ = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+        if given.help_grpo:
+            grpo_fields.print_help(prog)
+            raise SystemExit(0)
+        named = None
+        if config is not None and given.profile != "auto":
+            raise ConfigError("--config and --profile: choose one")
+        if config is not None:
+            try:
+                named = load_recipe(config, RUN_FLAGS)
+            except RecipeError as error:
+                raise ConfigError(f"--config: {error}") from None
+        elif given.profile != "auto":
+            named = PROFILES[given.profile]
+        hardware = detect_hardware(given.gpu_memory_gb)
+        recipe = named or choose_model_and_profile(requested_name(given.model), None, hardware)[1]
+        try:  # the recipe's own options, checked alone so that the message names the file
+            RunArguments(output_dir="recipe-check", **recipe.run_flags)
+        except ConfigError as error:
+            raise ConfigError(f"{display_path(recipe.path)}: {error}") from None
+        parser.set_defaults_with_config(**recipe.run_flags)
+        args, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+        if args.folder.exists() and not args.folder.is_dir():
+            raise ConfigError(f"--output-dir: {args.output_dir} is a file, not a folder")
+        fields = grpo_fields.parse_fields(rest, prog)
+        name = requested_name(args.model)
+        if looks_like_path(name) and not Path(name).expanduser().is_dir():
+            raise ConfigError(f"--model: no model folder at {name}")
+        model, recipe, why = choose_model_and_profile(name, named, hardware)
+        recipe = typed_grpo(recipe, prog)
+        run = resolve(args, fields, model, recipe, why, hardware)
+    except ConfigError as error:
+        usage_error(prog, str(error))
+    return args, run
 
 
 def typed_grpo(recipe: Profile, prog: str) -> Profile:
@@ -217,44 +295,6 @@ def typed_grpo(recipe: Profile, prog: str) -> Profile:
     on the command line (YAML reads `1e-5` as text, for one)."""
     fields = grpo_fields.parse_fields(grpo_fields.as_arguments(recipe.grpo), prog)
     return replace(recipe, grpo=MappingProxyType(fields))
-
-
-def parse(argv: list[str], prog: str, description: str = ""):
-    """(arguments, RunConfig) for `argv`; a mistake exits with status 2, one line.
-
-    Precedence, highest first: the command line, the card fitting (on a GPU, unless the
-    batch is given on the command line), the recipe (and those it extends), TRL's defaults.
-    """
-    early, _ = _recipe_parser(prog).parse_known_args(argv)
-    if early.help_grpo:
-        grpo_fields.print_help(prog)
-        raise SystemExit(0)
-    parser, switches = build_parser(prog, description)
-    try:
-        recipe = None
-        if early.config is not None:
-            try:
-                recipe = load_recipe(early.config, frozenset(switches))
-            except RecipeError as error:
-                raise ConfigError(f"--config: {error}") from None
-        elif early.profile != "auto":
-            recipe = PROFILES[early.profile]
-        if recipe is not None:
-            parser.set_defaults(**_recipe_defaults(recipe, switches))
-        args, rest = parser.parse_known_args(argv)
-        if "--no-lora" in argv:  # a recipe's LoRA settings go with its LoRA
-            for name in ("lora_r", "lora_alpha", "lora_target_modules"):
-                if flag(name) not in argv:
-                    setattr(args, name, None)
-        if args.output_dir.exists() and not args.output_dir.is_dir():
-            raise ConfigError(f"argument --output-dir: {args.output_dir} is a file, not a folder")
-        fields = grpo_fields.parse_fields(rest, prog)
-        if recipe is not None:
-            recipe = typed_grpo(recipe, prog)
-        config = resolve(args, fields, args.output_dir, recipe=recipe)
-    except ConfigError as error:
-        parser.error(str(error))
-    return args, config
 
 
 def resolve_run(output_dir: str | Path, **flags: Any) -> RunConfig:
@@ -291,6 +331,9 @@ def detect_hardware(gpu_memory_gb: float | str | None = None) -> Hardware:
     A size given without a visible GPU is planned like the README's card table: bf16 above
     16 GB (L4, A10G, A100, H100 have it), none at 16 GB (a T4 has not).
     """
+    if isinstance(gpu_memory_gb, str):
+        text = gpu_memory_gb.strip().lower()
+        gpu_memory_gb = "auto" if text == "auto" else float(text)
     try:
         gpu = visible_gpu()
     except ValueError as error:  # nvidia-smi's answer is nonsense: plan nothing from it
@@ -449,14 +492,11 @@ def display_path(path: Path | None) -> str:
         return str(path)
 
 
-def launcher_problem(grpo: Mapping[str, Any]) -> str | None:
+def launcher_problem(grpo: Mapping[str, Any], processes: int) -> str | None:
     """What is wrong with the variables a launcher (accelerate launch, torchrun) sets, read
     the same way by --dry-run and the run: a stray one would crash the run after its first
-    evaluation, or change its precision behind run.json's back."""
-    try:
-        processes = launch_world_size()
-    except UserError as error:
-        return str(error)
+    evaluation, or change its precision behind run.json's back. `processes`: WORLD_SIZE,
+    read once by grpo.run_dir.launch_world_size."""
     for name in ("LOCAL_RANK", "RANK", "MASTER_PORT"):
         text = os.environ.get(name, "").strip()
         if text and not text.isdigit():
@@ -524,7 +564,7 @@ def grpo_settings(
     )
 
 
-def _user_overrides(args: argparse.Namespace, fields: Mapping[str, Any]) -> dict[str, Any]:
+def _user_overrides(args: RunArguments, fields: Mapping[str, Any]) -> dict[str, Any]:
     overrides = dict(fields)
     if "vllm_gpu_memory_utilization" in overrides and not args.use_vllm:
         raise ConfigError("--vllm-gpu-memory-utilization without --use-vllm has no effect")
@@ -533,37 +573,42 @@ def _user_overrides(args: argparse.Namespace, fields: Mapping[str, Any]) -> dict
     return overrides
 
 
-def _lora(args: argparse.Namespace) -> dict[str, Any] | None:
-    options = [flag(n) for n in ("lora_r", "lora_alpha", "lora_target_modules") if getattr(args, n)]
-    if options and not args.lora:
-        raise ConfigError(f"{', '.join(options)} without --lora has no effect: add --lora")
+LORA_OPTIONS = ("lora_r", "lora_alpha", "lora_target_modules")
+
+
+def _lora(args: RunArguments, profile: Profile) -> dict[str, Any] | None:
+    """The adapters' settings, or None for a full fine-tune. What is not given comes from
+    configs/learner_lora.yaml, the one place for LoRA's defaults (its learning rate too)."""
+    given = [n for n in LORA_OPTIONS if getattr(args, n) != profile.run_flags.get(n)]
+    if given and not args.lora:
+        raise ConfigError(f"{', '.join(map(flag, given))} without --lora has no effect: add --lora")
     if not args.lora:
         return None
+    defaults = LORA_RECIPE.run_flags
+    targets = args.lora_target_modules or defaults.get("lora_target_modules")
     return {
-        "r": args.lora_r or LORA_DEFAULTS["r"],
-        "alpha": args.lora_alpha or LORA_DEFAULTS["alpha"],
-        "targets": list(args.lora_target_modules or LORA_TARGETS),
+        "r": args.lora_r or defaults["lora_r"],
+        "alpha": args.lora_alpha or defaults["lora_alpha"],
+        "targets": [t.strip() for t in targets.split(",")] if targets else list(LORA_TARGETS),
     }
 
 
 def resolve(
-    args: argparse.Namespace,
+    args: RunArguments,
     fields: Mapping[str, Any],
-    output_dir: Path,
-    hardware: Hardware | None = None,
-    recipe: Profile | None = None,
+    model: str,
+    profile: Profile,
+    why: str,
+    hardware: Hardware,
 ) -> RunConfig:
-    """The one resolution of a run's settings (see the module doc) from the command line's
-    own flags (`args`), the GRPOConfig fields it named (`fields`, see grpo.grpo_fields) and
-    the recipe it chose (None: the automatic choice); raises ConfigError."""
-    hardware = hardware or detect_hardware(args.gpu_memory_gb)
-    name = requested_name(args.model)
-    if looks_like_path(name) and not Path(name).expanduser().is_dir():
-        raise ConfigError(f"--model: no model folder at {name}")
-    model, profile, why = choose_model_and_profile(name, recipe, hardware)
+    """The one resolution of a run's settings (see the module doc) from the command's own
+    options (`args`), the GRPOConfig fields it named (`fields`, see grpo.grpo_fields) and
+    the model and recipe chosen for it (`choose_model_and_profile`); raises ConfigError."""
     overrides = _user_overrides(args, fields)
-    lora = _lora(args)
-    grpo = grpo_settings(profile, output_dir / CHECKPOINTS, hardware, args.fp16, args.seed)
+    lora = _lora(args, profile)
+    grpo = grpo_settings(profile, args.folder / CHECKPOINTS, hardware, args.fp16, args.seed)
+    if lora and "learning_rate" not in fields:  # an adapter's own step size
+        grpo["learning_rate"] = LORA_RECIPE.grpo["learning_rate"]
     grpo.update(overrides)
     try:
         processes = launch_world_size()
@@ -590,7 +635,7 @@ def resolve(
             bf16=grpo["bf16"],
             fp16=grpo["fp16"],
             lora=lora is not None,
-            lora_rank=(lora or LORA_DEFAULTS)["r"],
+            lora_rank=lora["r"] if lora else LORA_RECIPE.run_flags["lora_r"],
             use_vllm=bool(grpo.get("use_vllm")),
             vllm_gpu_memory_utilization=grpo.get(
                 "vllm_gpu_memory_utilization", DEFAULT_VLLM_UTILIZATION
@@ -615,7 +660,7 @@ def resolve(
             f"the estimated peak memory, {plan.memory.total / 1e9:.1f} GB, does not fit "
             f"{hardware.gpu_memory_gb:g} GB (--dry-run shows the plan)"
         )
-    problem = launcher_problem(grpo) or trl_problem(grpo)
+    problem = launcher_problem(grpo, processes) or trl_problem(grpo)
     if problem:
         raise ConfigError(problem)
     device = "cpu" if hardware.gpu_memory_gb is None else "cuda"

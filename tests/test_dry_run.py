@@ -179,6 +179,18 @@ CONFIG_FILE_AS_FLAGS = (
 )  # fmt: skip
 
 
+def test_lora_alone_trains_with_the_lora_recipes_rank_and_learning_rate(tmp_path, gpu_24gb):
+    """`--lora` used to keep the full fine-tune's 5e-6 and a rank of 16."""
+    recipe = resolve(tmp_path, "--config", str(CONFIG_FILE))
+    flag = resolve(tmp_path, "--profile", "learner", "--lora")
+    assert flag.lora == recipe.lora and flag.lora["r"] == 64
+    assert flag.grpo["learning_rate"] == recipe.grpo["learning_rate"] == 2e-5
+    assert flag.plan.lora_rank == 64
+    chosen = resolve(tmp_path, "--profile", "learner", "--lora", "--learning-rate", "1e-5")
+    assert chosen.grpo["learning_rate"] == 1e-5
+    assert resolve(tmp_path, "--profile", "learner").grpo["learning_rate"] == 5e-6
+
+
 def test_a_config_file_resolves_like_the_same_flags(tmp_path, gpu_24gb):
     from_file = resolve(tmp_path, "--config", str(CONFIG_FILE))
     from_flags = resolve(tmp_path, *CONFIG_FILE_AS_FLAGS)
@@ -423,7 +435,7 @@ def test_stray_launcher_variables_are_one_line_in_the_dry_run_as_in_the_run(
 
 
 def test_a_switch_a_recipe_turns_on_can_be_turned_off(tmp_path, gpu_24gb):
-    run = resolve(tmp_path, "--config", str(CONFIG_FILE), "--no-lora")
+    run = resolve(tmp_path, "--config", str(CONFIG_FILE), "--lora", "false")
     assert run.lora is None
     assert run.grpo["learning_rate"] == 2e-5  # the rest of the recipe still holds
 
