@@ -221,5 +221,8 @@ REAL, LEARNER, TINY = (
     load_recipe(CONFIGS / f"{name}.yaml") for name in ("real", "learner", "tiny")
 )
 PROFILES = {profile.name: profile for profile in (TINY, LEARNER, REAL)}
+# LoRA's defaults, for `--lora` and the planner alike: rank, scale and learning rate.
+LORA_FLAGS = frozenset({"lora", "lora_r", "lora_alpha", "lora_target_modules"})
+LORA = load_recipe(CONFIGS / "learner_lora.yaml", LORA_FLAGS)
 # Evaluation by dataset, for evaluate_model.py: the real recipe's for GSM8K, the demo's for toy.
 EVAL_SETTINGS = {"gsm8k": REAL.evaluation, "toy": TINY.evaluation}

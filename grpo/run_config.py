@@ -63,6 +63,7 @@ from grpo.profiles import (
     COMMAND_ONLY,
     CONFIGS,
     LEARNER,
+    LORA,
     PROFILE_NAMES,
     PROFILES,
     TINY,
@@ -207,7 +208,6 @@ class RunArguments:
 
 # What a recipe may set besides GRPOConfig fields: the command's own options.
 RUN_FLAGS = frozenset(f.name for f in dataclasses.fields(RunArguments)) - COMMAND_ONLY
-LORA_RECIPE = load_recipe(CONFIGS / "learner_lora.yaml", RUN_FLAGS)  # LoRA's defaults
 
 
 class _OneLineParser(TrlParser):
@@ -584,7 +584,7 @@ def _lora(args: RunArguments, profile: Profile) -> dict[str, Any] | None:
         raise ConfigError(f"{', '.join(map(flag, given))} without --lora has no effect: add --lora")
     if not args.lora:
         return None
-    defaults = LORA_RECIPE.run_flags
+    defaults = LORA.run_flags
     targets = args.lora_target_modules or defaults.get("lora_target_modules")
     return {
         "r": args.lora_r or defaults["lora_r"],
@@ -608,7 +608,7 @@ def resolve(
     lora = _lora(args, profile)
     grpo = grpo_settings(profile, args.folder / CHECKPOINTS, hardware, args.fp16, args.seed)
     if lora and "learning_rate" not in fields:  # an adapter's own step size
-        grpo["learning_rate"] = LORA_RECIPE.grpo["learning_rate"]
+        grpo["learning_rate"] = LORA.grpo["learning_rate"]
     grpo.update(overrides)
     try:
         processes = launch_world_size()
@@ -635,7 +635,7 @@ def resolve(
             bf16=grpo["bf16"],
             fp16=grpo["fp16"],
             lora=lora is not None,
-            lora_rank=lora["r"] if lora else LORA_RECIPE.run_flags["lora_r"],
+            lora_rank=lora["r"] if lora else LORA.run_flags["lora_r"],
             use_vllm=bool(grpo.get("use_vllm")),
             vllm_gpu_memory_utilization=grpo.get(
                 "vllm_gpu_memory_utilization", DEFAULT_VLLM_UTILIZATION
