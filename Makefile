@@ -4,9 +4,10 @@
 #   make test-fast   the unit tests that build no model (well under a minute)
 PYTHON ?= python3
 # One torch thread per process: the tiny models' matrices are too small to share between
-# threads, and on this project's 2-core machine one thread ran the demo's GRPO steps faster
-# than two (benchmarks/RESULTS.md, `bench_grpo_step --threads 1,2`). `make train` and
-# `make test` (and so .ci/run) get it from here; set OMP_NUM_THREADS to override.
+# threads. On this project's 2-core machine, busy, one thread ran the demo's GRPO steps 7x
+# faster than two; nearly idle, `make train` took the same with one or two (50.8 s, 51.6 s).
+# benchmarks/RESULTS.md has the figures. `make train` and `make test` (and so .ci/run) get
+# it from here; set OMP_NUM_THREADS to override.
 export OMP_NUM_THREADS ?= 1
 VENV := .venv
 BIN := $(VENV)/bin
