@@ -163,6 +163,24 @@ def is_complete_download(path: Path) -> bool:
     return any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES)
 
 
+ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def saved_model(run_dir: Path) -> str | None:
+    """Where `run_dir`/final came from, when it holds a model (weights, or a LoRA adapter's);
+    None when it holds none. A final/ copied in by hand (from Google Drive, say) counts
+    without its run's metrics.json: that file only says whether this run wrote it."""
+    final = run_dir / "final"
+    adapter = (final / ADAPTER_CONFIG).is_file() and any(
+        (final / name).is_file() for name in ADAPTER_WEIGHT_FILES
+    )
+    if not (adapter or is_complete_download(final)):
+        return None
+    if (run_dir / "metrics.json").is_file():  # written last, once final/ is saved
+        return "saved by the run in this folder (its metrics.json is there)"
+    return "copied in or left by a run cut short (no metrics.json beside it)"
+
+
 def _source_problem(source: str) -> str | None:
     """None when `source` answers its probe, else why not (the probe's answer is cached)."""
     if source == "hub":

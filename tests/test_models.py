@@ -1,6 +1,7 @@
 """Tests for grpo.models and offline_demo (cache, tiny_model): building, choosing, loading."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -565,3 +566,34 @@ def test_evaluation_loads_use_the_evaluation_precision(tiny_cache, monkeypatch):
     assert dtype == models.load_dtype(torch.device("cpu"), for_training=False) == torch.float32
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert not model.training
+
+
+# ---------------------------------------------------------------------------------------------
+# The trained model notebook 06 evaluates: a final/ that holds one, metrics.json or not
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_final_copied_in_without_metrics_json_is_used(tiny_model_dir, tmp_path):
+    """Colab's way: final/ copied back from Google Drive, the run's other files not."""
+    shutil.copytree(tiny_model_dir, tmp_path / "final")
+    assert "no metrics.json" in models.saved_model(tmp_path)
+    (tmp_path / "metrics.json").write_text("{}")
+    assert "its metrics.json" in models.saved_model(tmp_path)
+
+
+def test_a_lora_adapter_in_final_is_a_saved_model(tmp_path):
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "adapter_config.json").write_text("{}")
+    assert models.saved_model(tmp_path) is None  # the config alone holds no weights
+    (tmp_path / "final" / "adapter_model.safetensors").write_bytes(b"")
+    assert models.saved_model(tmp_path) is not None
+
+
+def test_a_final_without_weights_is_no_saved_model(tiny_model_dir, tmp_path):
+    """An empty final/, or one whose weights a copy left unfinished, is trained again."""
+    assert models.saved_model(tmp_path) is None
+    (tmp_path / "metrics.json").write_text("{}")
+    shutil.copytree(
+        tiny_model_dir, tmp_path / "final", ignore=shutil.ignore_patterns("*.safetensors")
+    )
+    assert models.saved_model(tmp_path) is None
