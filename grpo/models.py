@@ -368,8 +368,14 @@ def load_policy(
     target = device if isinstance(device, torch.device) else choose_device(device)
     dtype = load_dtype(target, for_training)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(target)
-    print(f"[models] Loaded {describe(path)} on {target} in {str(dtype).removeprefix('torch.')}.")
+    say_loaded(describe(path), target, dtype)
     return model, load_tokenizer(path), path
+
+
+def say_loaded(what: str, device: torch.device, dtype: torch.dtype, role: str = "") -> None:
+    """The one line each model load prints (transformers' own bar is hidden in a run)."""
+    role = f" ({role})" if role else ""
+    print(f"[models] Loaded {what}{role} on {device} in {str(dtype).removeprefix('torch.')}.")
 
 
 def describe(path: Path) -> str:
@@ -537,4 +543,6 @@ def load_for_evaluation(
         raise ModelProblem(
             f"the tokenizer of {model.base} does not load: {short_reason(error)}"
         ) from None
+    what = describe(model.base) + (f" + adapter {describe(adapter)}" if adapter else "")
+    say_loaded(what, device, dtype, "for evaluation")
     return loaded.to(device).eval(), tokenizer, dtype

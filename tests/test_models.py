@@ -558,11 +558,13 @@ def test_model_problems_are_user_errors_for_the_command_lines():
 
 
 @no_cuda_only
-def test_evaluation_loads_use_the_evaluation_precision(tiny_cache, monkeypatch):
+def test_evaluation_loads_use_the_evaluation_precision(tiny_cache, monkeypatch, capsys):
     """One rule for every evaluation (train_grpo.py's before/after, evaluate_model.py):
-    load_dtype(device, for_training=False); float32 on a CPU."""
+    load_dtype(device, for_training=False); float32 on a CPU. The load says itself once."""
     resolved = models.resolve_for_evaluation("tiny-random")
     model, _, dtype = models.load_for_evaluation(resolved, torch.device("cpu"))
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 1 and said[0].endswith("model (for evaluation) on cpu in float32."), said
     assert dtype == models.load_dtype(torch.device("cpu"), for_training=False) == torch.float32
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert not model.training
