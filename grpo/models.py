@@ -375,7 +375,7 @@ def load_policy(
 def say_loaded(what: str, device: torch.device, dtype: torch.dtype, role: str = "") -> None:
     """The one line each model load prints (transformers' own bar is hidden in a run)."""
     role = f" ({role})" if role else ""
-    print(f"[models] Loaded {what}{role} on {device} in {str(dtype).removeprefix('torch.')}.")
+    print(f"[models] Loaded {what} on {device} in {str(dtype).removeprefix('torch.')}{role}.")
 
 
 def describe(path: Path) -> str:

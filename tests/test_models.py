@@ -564,7 +564,7 @@ def test_evaluation_loads_use_the_evaluation_precision(tiny_cache, monkeypatch, 
     resolved = models.resolve_for_evaluation("tiny-random")
     model, _, dtype = models.load_for_evaluation(resolved, torch.device("cpu"))
     said = capsys.readouterr().out.splitlines()
-    assert len(said) == 1 and said[0].endswith("model (for evaluation) on cpu in float32."), said
+    assert len(said) == 1 and said[0].endswith("model on cpu in float32 (for evaluation)."), said
     assert dtype == models.load_dtype(torch.device("cpu"), for_training=False) == torch.float32
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert not model.training
