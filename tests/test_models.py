@@ -8,7 +8,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import torch
-from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from trl.chat_template_utils import qwen2_5_chat_template
 
 import data
@@ -583,12 +583,20 @@ def test_a_final_copied_in_without_metrics_json_is_used(tiny_model_dir, tmp_path
     assert "its metrics.json" in models.saved_model(tmp_path)
 
 
-def test_a_lora_adapter_in_final_is_a_saved_model(tmp_path):
-    (tmp_path / "final").mkdir()
-    (tmp_path / "final" / "adapter_config.json").write_text("{}")
-    assert models.saved_model(tmp_path) is None  # the config alone holds no weights
-    (tmp_path / "final" / "adapter_model.safetensors").write_bytes(b"")
+def test_a_lora_adapter_in_final_is_a_saved_model_that_loads(tiny_cache, tiny_model_dir, tmp_path):
+    """A LoRA run's final/ is an adapter: counted only with its weights, and loaded (on its
+    base) by the same load_policy call notebook 06 makes."""
+    from peft import LoraConfig, get_peft_model
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    get_peft_model(base, lora).save_pretrained(tmp_path / "final")
+    models.load_tokenizer(tiny_model_dir).save_pretrained(tmp_path / "final")
     assert models.saved_model(tmp_path) is not None
+    model, _, _ = models.load_policy(tmp_path / "final", device="cpu")
+    assert "default" in model.peft_config  # the adapter, on the tiny base
+    (tmp_path / "final" / "adapter_model.safetensors").unlink()
+    assert models.saved_model(tmp_path) is None  # adapter_config.json alone holds no weights
 
 
 def test_a_final_without_weights_is_no_saved_model(tiny_model_dir, tmp_path):
