@@ -32,6 +32,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 import netcheck
 from data import short_reason
+from grpo.checkpoints import ADAPTER_WEIGHTS
 from grpo.model_names import ADAPTER_CONFIG, MODEL_ENV_VAR, looks_like_path, requested_name
 from grpo.plan import has_bf16
 from grpo.run_config import choose_model_and_profile, detect_hardware
@@ -163,17 +164,12 @@ def is_complete_download(path: Path) -> bool:
     return any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES)
 
 
-ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
-
-
 def saved_model(run_dir: Path) -> str | None:
     """Where `run_dir`/final came from, when it holds a model (weights, or a LoRA adapter's);
     None when it holds none. A final/ copied in by hand (from Google Drive, say) counts
     without its run's metrics.json: that file only says whether this run wrote it."""
     final = run_dir / "final"
-    adapter = (final / ADAPTER_CONFIG).is_file() and any(
-        (final / name).is_file() for name in ADAPTER_WEIGHT_FILES
-    )
+    adapter = (final / ADAPTER_CONFIG).is_file() and (final / ADAPTER_WEIGHTS).is_file()
     if not (adapter or is_complete_download(final)):
         return None
     if (run_dir / "metrics.json").is_file():  # written last, once final/ is saved
