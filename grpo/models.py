@@ -32,6 +32,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 import netcheck
 from data import short_reason
+from grpo.checkpoints import ADAPTER_WEIGHTS
 from grpo.model_names import ADAPTER_CONFIG, MODEL_ENV_VAR, looks_like_path, requested_name
 from grpo.plan import has_bf16
 from grpo.run_config import choose_model_and_profile, detect_hardware
@@ -161,6 +162,19 @@ def is_complete_download(path: Path) -> bool:
     if any(path.glob("*.incomplete")) or not (path / "config.json").is_file():
         return False
     return any(next(path.glob(pattern), None) for pattern in WEIGHT_FILES)
+
+
+def saved_model(run_dir: Path) -> str | None:
+    """Where `run_dir`/final came from, when it holds a model (weights, or a LoRA adapter's);
+    None when it holds none. A final/ copied in by hand (from Google Drive, say) counts
+    without its run's metrics.json: that file only says whether this run wrote it."""
+    final = run_dir / "final"
+    adapter = (final / ADAPTER_CONFIG).is_file() and (final / ADAPTER_WEIGHTS).is_file()
+    if not (adapter or is_complete_download(final)):
+        return None
+    if (run_dir / "metrics.json").is_file():  # written last, once final/ is saved
+        return "saved by the run in this folder (its metrics.json is there)"
+    return "copied in or left by a run cut short (no metrics.json beside it)"
 
 
 def _source_problem(source: str) -> str | None:
@@ -350,8 +364,14 @@ def load_policy(
     target = device if isinstance(device, torch.device) else choose_device(device)
     dtype = load_dtype(target, for_training)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(target)
-    print(f"[models] Loaded {describe(path)} on {target} in {str(dtype).removeprefix('torch.')}.")
+    say_loaded(describe(path), target, dtype)
     return model, load_tokenizer(path), path
+
+
+def say_loaded(what: str, device: torch.device, dtype: torch.dtype, role: str = "") -> None:
+    """The one line each model load prints (transformers' own bar is hidden in a run)."""
+    role = f" ({role})" if role else ""
+    print(f"[models] Loaded {what} on {device} in {str(dtype).removeprefix('torch.')}{role}.")
 
 
 def describe(path: Path) -> str:
@@ -519,4 +539,6 @@ def load_for_evaluation(
         raise ModelProblem(
             f"the tokenizer of {model.base} does not load: {short_reason(error)}"
         ) from None
+    what = describe(model.base) + (f" + adapter {describe(adapter)}" if adapter else "")
+    say_loaded(what, device, dtype, "for evaluation")
     return loaded.to(device).eval(), tokenizer, dtype

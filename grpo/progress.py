@@ -7,7 +7,8 @@ line shows one time left, not two) and prints only what a learner watches: the s
 reward, the share of right answers, the KL to the reference model, the mean completion length
 and the time left, whose basis it says once. Every metric still reaches TensorBoard (and
 metrics.json through `trainer.state.log_history`). `quiet_weight_loading` hides
-transformers' "Loading weights" bar, which a run would show once per load (up to four);
+transformers' "Loading weights" bar, which a run would show once per load (up to four), and
+its "Writing model shards" bar, once per save;
 `closing_lines` ends a run with the files to open and the next command.
 """
 
@@ -139,20 +140,23 @@ def use_compact_progress(trainer: Trainer) -> None:
     trainer.add_callback(CompactProgress())
 
 
-LOADING_WEIGHTS = "Loading weights"  # the description of transformers' per-tensor loading bar
+# The descriptions of transformers' per-tensor bars: loading a model, and saving one (each
+# checkpoint and final/ would draw one between the step lines).
+QUIET_BARS = ("Loading weights", "Writing model shards")
 
 
-def _without_loading_bar(factory, args, kwargs):
-    if kwargs.get("desc") == LOADING_WEIGHTS:
+def _without_file_bars(factory, args, kwargs):
+    if kwargs.get("desc") in QUIET_BARS:
         kwargs = {**kwargs, "disable": True}
     return factory(*args, **kwargs)
 
 
 def quiet_weight_loading() -> None:
-    """Hide transformers' "Loading weights" bar (public hook, other bars untouched): each
-    load already says itself in one line, and a run loads up to four models (evaluation
-    before, policy, reference model, evaluation after)."""
-    transformers_logging.set_tqdm_hook(_without_loading_bar)
+    """Hide transformers' "Loading weights" and "Writing model shards" bars (its public tqdm
+    hook; other bars, a download's included, stay): each load already says itself in one
+    line, and a run loads up to four models (evaluation before, policy, reference model,
+    evaluation after) and saves one per checkpoint."""
+    transformers_logging.set_tqdm_hook(_without_file_bars)
 
 
 # What a finished run leaves to look at, in the order to open it.

@@ -15,7 +15,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from data import load_gsm8k
 from grpo.model_names import requested_name
-from grpo.models import resolve_model
+from grpo.models import describe, resolve_model, say_loaded
 from grpo.profiles import PROFILES, Profile
 from grpo.progress import use_compact_progress
 from grpo.run_config import RunConfig, choose_model_and_profile, detect_hardware, grpo_settings
@@ -71,6 +71,10 @@ def make_trainer(
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    if trainer.ref_model is not None:  # TRL loads it itself, from the policy's folder
+        reference = trainer.ref_model
+        folder = describe(Path(reference.config.name_or_path))
+        say_loaded(folder, reference.device, reference.dtype, "reference model, for the KL term")
     use_compact_progress(trainer)  # a bar and short lines, not the raw metric dictionaries
     return trainer
 

@@ -1,13 +1,14 @@
 """Tests for grpo.models and offline_demo (cache, tiny_model): building, choosing, loading."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
 import torch
-from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from trl.chat_template_utils import qwen2_5_chat_template
 
 import data
@@ -557,11 +558,52 @@ def test_model_problems_are_user_errors_for_the_command_lines():
 
 
 @no_cuda_only
-def test_evaluation_loads_use_the_evaluation_precision(tiny_cache, monkeypatch):
+def test_evaluation_loads_use_the_evaluation_precision(tiny_cache, monkeypatch, capsys):
     """One rule for every evaluation (train_grpo.py's before/after, evaluate_model.py):
-    load_dtype(device, for_training=False); float32 on a CPU."""
+    load_dtype(device, for_training=False); float32 on a CPU. The load says itself once."""
     resolved = models.resolve_for_evaluation("tiny-random")
     model, _, dtype = models.load_for_evaluation(resolved, torch.device("cpu"))
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 1 and said[0].endswith("model on cpu in float32 (for evaluation)."), said
     assert dtype == models.load_dtype(torch.device("cpu"), for_training=False) == torch.float32
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert not model.training
+
+
+# ---------------------------------------------------------------------------------------------
+# The trained model notebook 06 evaluates: a final/ that holds one, metrics.json or not
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_final_copied_in_without_metrics_json_is_used(tiny_model_dir, tmp_path):
+    """Colab's way: final/ copied back from Google Drive, the run's other files not."""
+    shutil.copytree(tiny_model_dir, tmp_path / "final")
+    assert "no metrics.json" in models.saved_model(tmp_path)
+    (tmp_path / "metrics.json").write_text("{}")
+    assert "its metrics.json" in models.saved_model(tmp_path)
+
+
+def test_a_lora_adapter_in_final_is_a_saved_model_that_loads(tiny_cache, tiny_model_dir, tmp_path):
+    """A LoRA run's final/ is an adapter: counted only with its weights, and loaded (on its
+    base) by the same load_policy call notebook 06 makes."""
+    from peft import LoraConfig, get_peft_model
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    get_peft_model(base, lora).save_pretrained(tmp_path / "final")
+    models.load_tokenizer(tiny_model_dir).save_pretrained(tmp_path / "final")
+    assert models.saved_model(tmp_path) is not None
+    model, _, _ = models.load_policy(tmp_path / "final", device="cpu")
+    assert "default" in model.peft_config  # the adapter, on the tiny base
+    (tmp_path / "final" / "adapter_model.safetensors").unlink()
+    assert models.saved_model(tmp_path) is None  # adapter_config.json alone holds no weights
+
+
+def test_a_final_without_weights_is_no_saved_model(tiny_model_dir, tmp_path):
+    """An empty final/, or one whose weights a copy left unfinished, is trained again."""
+    assert models.saved_model(tmp_path) is None
+    (tmp_path / "metrics.json").write_text("{}")
+    shutil.copytree(
+        tiny_model_dir, tmp_path / "final", ignore=shutil.ignore_patterns("*.safetensors")
+    )
+    assert models.saved_model(tmp_path) is None

@@ -60,6 +60,8 @@ def test_training_prints_compact_lines_not_metric_dictionaries(
     bar = [part for part in re.split(r"[\r\n]", err) if f"/{STEPS} [" in part]
     assert not any("<" in part for part in bar), bar  # no second time left (tqdm's) in it
     assert out.count(ETA_BASIS) == 1, out  # what the time left rests on, said once
+    loads = [line for line in lines if line.startswith("[models] Loaded")]
+    assert len(loads) == 2 and "(reference model" in loads[1], out  # policy, then TRL's copy
 
 
 @pytest.fixture
@@ -74,16 +76,18 @@ def quiet_loading():
 
 
 def test_loading_a_model_shows_no_weights_bar_and_other_bars_stay(
-    quiet_loading, tiny_model_dir, capsys
+    quiet_loading, tiny_model_dir, tmp_path, capsys
 ):
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as transformers_logging
 
-    AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.save_pretrained(tmp_path / "saved")
     for _ in transformers_logging.tqdm(range(2), desc="another bar"):
         pass
     err = capsys.readouterr().err
-    assert "Loading weights" not in err and "another bar" in err
+    assert "Loading weights" not in err and "Writing model shards" not in err
+    assert "another bar" in err
 
 
 def test_a_run_ends_with_the_files_it_wrote_and_the_next_command(tmp_path):
