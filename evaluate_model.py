@@ -160,7 +160,9 @@ def run(args: argparse.Namespace) -> dict:
             f"{len(dataset):,} questions here; evaluating all {len(dataset):,}"
         )
     from grpo.models import choose_device, load_for_evaluation
+    from grpo.progress import quiet_weight_loading
 
+    quiet_weight_loading()  # the load says itself in one line, without a bar
     loaded = load_for_evaluation(model, choose_device())
     inputs = (model.base, model.adapter) if model.adapter else (model.base,)
     with RunDir(args.output_dir, OUTPUTS, settings, inputs=inputs, **claim) as run_dir:

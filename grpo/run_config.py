@@ -505,6 +505,12 @@ def launcher_problem(grpo: Mapping[str, Any], processes: int) -> str | None:
         text = os.environ.get(name, "").strip()
         if text and not text.isdigit():
             return f"{name}={text!r} is not a number: unset it (launchers set it themselves)"
+    stray = [v for v in ("LOCAL_RANK", "RANK") if os.environ.get(v, "").strip() not in ("", "0")]
+    if processes == 1 and stray:
+        return (
+            f"{stray[0]}={os.environ[stray[0]].strip()} without WORLD_SIZE: a launcher sets "
+            "both (docs/scaling.md); unset it"
+        )
     missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v, "").strip()]
     if processes > 1 and missing:
         return (

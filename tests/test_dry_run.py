@@ -417,6 +417,7 @@ def test_settings_trl_would_reject_later_are_refused_first(tmp_path, no_gpu, cap
     [
         ({"WORLD_SIZE": "2"}, "MASTER_ADDR and MASTER_PORT unset"),
         ({"LOCAL_RANK": "abc"}, "LOCAL_RANK='abc' is not a number"),
+        ({"LOCAL_RANK": "3"}, "LOCAL_RANK=3 without WORLD_SIZE"),
         ({"ACCELERATE_USE_DEEPSPEED": "true"}, "ACCELERATE_USE_DEEPSPEED is set outside a launch"),
         ({"ACCELERATE_MIXED_PRECISION": "fp16"}, "but this run plans no"),
     ],
