@@ -196,7 +196,7 @@ def report(
     epoch = plan.make_plan(REAL, ran, card_gb, **kwargs)
     completions = config.per_device_train_batch_size * config.gradient_accumulation_steps
     precision = "bf16 autocast" if config.bf16 else ("fp16 autocast" if config.fp16 else "fp32")
-    ratio = checkpoint_bytes / learner.checkpoint_bytes
+    ratio = checkpoint_bytes / learner.disk.checkpoint
     rows = [
         ("variant", variant),
         ("device", f"{card} ({config.device})" + (f", {card_gb:.1f} GB" if card_gb else "")),
@@ -213,7 +213,7 @@ def report(
         ("peak memory (plan's estimate)", f"{learner.memory.total / plan.GB:.2f} GB"),
         ("disk per checkpoint (measured)", f"{checkpoint_bytes / plan.GB:.3f} GB "
                                            f"({ratio:.3f} x the plan's "
-                                           f"{learner.checkpoint_bytes / plan.GB:.3f} GB)"),
+                                           f"{learner.disk.checkpoint / plan.GB:.3f} GB)"),
         ("non-finite loss or grad norm", f"{len(watch.non_finite)} of {len(watch.seconds)} "
                                          f"steps {watch.non_finite or ''}".rstrip()),
         ("skipped optimiser steps", f"{len(watch.skipped)} of {len(watch.seconds)} "

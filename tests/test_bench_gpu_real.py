@@ -180,7 +180,7 @@ def test_the_report_reads_the_cards_name_memory_and_peaks(monkeypatch):
     )
     rows = rows_of(
         bench_gpu_real.report("fp16", "Qwen2.5", config, watch, [(2.0, 100), (1.0, 3000)],
-                              int(planned.checkpoint_bytes), shape)
+                              int(planned.disk.checkpoint), shape)
     )  # fmt: skip
     assert rows["device"] == "Tesla T4 (cuda:0), 16.1 GB"
     assert rows["peak memory (measured)"] == "6.00 GB allocated (7.00 GB reserved)"
