@@ -115,6 +115,13 @@ class StepWatch(TrainerCallback):
         self.non_finite: list[int] = []
         self.skipped: list[int] = []
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """The peaks the report reads are this variant's alone: the last one's cached
+        blocks are freed and the counters start again."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
     def _now(self) -> float:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
@@ -240,14 +247,10 @@ def run_variant(args, variant: str, folder: Path, description: str, scratch: Pat
     watch, generations = StepWatch(), []
     trainer.add_callback(watch)
     time_generation(trainer.model, generations)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
     trainer.train()
     checkpoint = folder_bytes(Path(config.output_dir) / f"checkpoint-{config.max_steps}")
     text = report(variant, description, config, watch, generations, checkpoint, run.plan.shape)
-    del trainer, model
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    del trainer, model  # freed before the next variant's on_train_begin empties the cache
     return text
 
 
