@@ -222,12 +222,11 @@ def resolve_model(
 
 @dataclass(frozen=True)
 class InferenceChoice:
-    """The model a cell that only looks at a model loads, where, in what dtype, and why."""
+    """The model a cell that only looks at a model loads, where, and in what dtype."""
 
     path: Path
     device: torch.device
     dtype: torch.dtype
-    why: str
 
 
 def inference_device() -> torch.device:
@@ -266,7 +265,7 @@ def choose_inference_model(name: str | None = None) -> InferenceChoice:
         why = f"{MODEL_ENV_VAR}={requested}" if name is None else f"asked for {requested}"
     dtype = inference_dtype(device)
     print(f"[models] {describe(path)} on {device} in {str(dtype).removeprefix('torch.')}: {why}")
-    return InferenceChoice(path=path, device=device, dtype=dtype, why=why)
+    return InferenceChoice(path=path, device=device, dtype=dtype)
 
 
 def _first_sources(error: ModelUnavailable) -> str:

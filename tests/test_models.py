@@ -243,54 +243,8 @@ def test_tiny_and_real_templates_agree_on_the_seed_example(tiny_tokenizer, real_
 
 
 # ---------------------------------------------------------------------------------------------
-# build_once and the tiny model cache
+# The tiny model cache
 # ---------------------------------------------------------------------------------------------
-
-
-def test_build_once_builds_once_and_then_reuses(tmp_path):
-    calls = []
-
-    def build(folder: Path) -> None:
-        calls.append(folder)
-        (folder / "weights.bin").write_text("built")
-
-    target = tmp_path / "nested" / "model"
-    assert cache.build_once(target, build) == target
-    assert cache.build_once(target, build) == target
-    assert len(calls) == 1
-    assert calls[0] != target  # built elsewhere, then moved into place
-    assert (target / "weights.bin").read_text() == "built"
-    assert list(target.parent.iterdir()) == [target]
-
-
-@pytest.mark.parametrize("error", [ValueError("boom"), FileNotFoundError("missing file")])
-def test_failed_build_leaves_no_target_and_no_temp_folder(tmp_path, error):
-    def build(folder: Path) -> None:
-        (folder / "half-written.bin").write_text("partial")
-        raise error
-
-    target = tmp_path / "model"
-    with pytest.raises(type(error), match=str(error)):
-        cache.build_once(target, build)
-    assert not target.exists()
-    assert list(tmp_path.iterdir()) == []
-
-    # The next run rebuilds instead of loading broken files.
-    cache.build_once(target, lambda folder: (folder / "ok").write_text("ok"))
-    assert (target / "ok").read_text() == "ok"
-
-
-def test_build_once_keeps_the_result_of_a_concurrent_builder(tmp_path):
-    target = tmp_path / "model"
-
-    def build(folder: Path) -> None:
-        (folder / "file").write_text("mine")
-        target.mkdir()  # another process finished first
-        (target / "file").write_text("theirs")
-
-    assert cache.build_once(target, build) == target
-    assert (target / "file").read_text() == "theirs"
-    assert list(tmp_path.iterdir()) == [target]
 
 
 def test_tiny_random_path_builds_on_first_use_only(tmp_path, monkeypatch):
