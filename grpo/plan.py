@@ -490,36 +490,35 @@ def make_plan(
             checkpointing, bf16 or fp16, grpo["beta"], rank, vllm_bytes,
         )  # fmt: skip
 
+    micro, checkpointing = grpo["per_device_train_batch_size"], bool(grpo["gradient_checkpointing"])
     rank = lora_rank if lora else None
-    layout = (grpo["per_device_train_batch_size"], bool(grpo["gradient_checkpointing"]), rank)
     user_set_batch = {"per_device_train_batch_size", "gradient_accumulation_steps"} & set(overrides)
     advice = ""
     if gpu_memory_gb is not None and not user_set_batch:
         if "gradient_checkpointing" in overrides:
-            tries = [(layout[1], 1)]
+            tries = [(checkpointing, 1)]
         else:
             tries = [(False, generations), (True, 1)]
         candidates = [
-            (micro, checkpointing, r)
+            (m, c, r)
             for r in ([rank] if lora else [None, lora_rank])
-            for checkpointing, smallest in tries
-            for micro in range(completions, smallest - 1, -1)
-            if completions % micro == 0
+            for c, smallest in tries
+            for m in range(completions, smallest - 1, -1)
+            if completions % m == 0
         ]
         budget = gpu_memory_gb * GB * HEADROOM
         fitted = next((c for c in candidates if estimate(*c).total <= budget), None)
         if fitted is None:
-            layout = (layout[0], layout[1], lora_rank)
+            rank = lora_rank
             advice = f"Does not fit {gpu_memory_gb:g} GB even with LoRA: use a larger GPU."
         else:
-            layout = fitted
-            if fitted[2] is not None and not lora:
+            micro, checkpointing, rank = fitted
+            if rank is not None and not lora:
                 advice = (
                     f"A full fine-tune does not fit {gpu_memory_gb:g} GB even with a "
                     "micro-batch of 1: this plan adds --lora (adapters only: no optimizer "
                     "state for the base weights and no separate reference model)."
                 )
-    micro, checkpointing, rank = layout
     prompts = completions * processes // generations
     if grpo.get("max_steps", -1) > 0:
         steps, steps_note = grpo["max_steps"], "max_steps"
