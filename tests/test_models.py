@@ -449,8 +449,8 @@ def test_mps_request_without_mps_falls_back_to_cpu(capsys):
 
 
 @no_cuda_only
-def test_inference_dtype_on_cpu_is_float32():
-    assert models.inference_dtype(torch.device("cpu")) == torch.float32
+def test_evaluation_dtype_on_cpu_is_float32():
+    assert models.load_dtype(torch.device("cpu")) == torch.float32
 
 
 def test_training_loads_keep_float32_weights_even_where_bf16_is_supported(
@@ -461,7 +461,7 @@ def test_training_loads_keep_float32_weights_even_where_bf16_is_supported(
     monkeypatch.setattr(models, "gpu_supports_bf16", lambda: True)
     cuda = torch.device("cuda")
     assert models.load_dtype(cuda, for_training=True) == torch.float32
-    assert models.load_dtype(cuda, for_training=False) == torch.bfloat16
+    assert models.load_dtype(cuda) == torch.bfloat16
 
     model, _, _ = models.load_policy("tiny-random", device="cpu", for_training=True)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
@@ -512,9 +512,9 @@ def test_model_problems_are_user_errors_for_the_command_lines():
 @no_cuda_only
 def test_evaluation_loads_use_the_evaluation_precision(tiny_cache, monkeypatch):
     """One rule for every evaluation (train_grpo.py's before/after, evaluate_model.py):
-    load_dtype(device, for_training=False); float32 on a CPU."""
+    load_dtype(device); float32 on a CPU."""
     resolved = models.resolve_for_evaluation("tiny-random")
     model, _, dtype = models.load_for_evaluation(resolved, torch.device("cpu"))
-    assert dtype == models.load_dtype(torch.device("cpu"), for_training=False) == torch.float32
+    assert dtype == models.load_dtype(torch.device("cpu")) == torch.float32
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert not model.training

@@ -386,7 +386,7 @@ def test_one_bf16_rule_for_nvidia_smi_torch_and_the_planned_card(monkeypatch, ca
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
     assert models.gpu_supports_bf16() is bf16
     expected_dtype = torch.bfloat16 if bf16 else torch.float32
-    assert models.inference_dtype(torch.device("cuda")) == expected_dtype
+    assert models.load_dtype(torch.device("cuda")) == expected_dtype
     # No GPU seen here: a card planned by its memory is taken for its class in the table.
     monkeypatch.setattr(plan.shutil, "which", lambda name: None)
     assert [detect_hardware(str(gb)).bf16 for gb in (8, 16, 24, 80)] == [False, False, True, True]
