@@ -137,7 +137,8 @@ MAX_GPU_MEMORY_GB, MAX_COMPUTE_CAPABILITY = 2000.0, 100.0
 #   FLOP, 8 s at the T4's 8.1 TFLOPS fp32 peak, before recompute and generation.
 # * fp16 autocast (T4): unmeasured; the fp32 figure, an upper bound.
 # * bf16 card (L4, A10G, A100, H100): an ASSUMPTION of 12 s, a quarter of the T4's.
-# * toy task (tiny model): measured on a 2-core CPU, one torch thread (tests/test_training.py).
+# * toy task (tiny model): 1.17 s mean per step measured at one torch thread on a busy 2-core
+#   CPU (benchmarks/RESULTS.md, bench_grpo_step), planned at 1.5 s for slower machines.
 SECONDS_PER_STEP = {"fp32": 48.0, "fp16": 48.0, "bf16": 12.0, "toy": 1.5}
 SECONDS_PER_STEP_SOURCE = {
     "fp32": "a T4 estimate from qunash's public GRPO-on-a-T4 gist, ~12 s per 16 completions x 4",
