@@ -115,6 +115,13 @@ class StepWatch(TrainerCallback):
         self.non_finite: list[int] = []
         self.skipped: list[int] = []
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """The peaks the report reads are this variant's alone: the last one's cached
+        blocks are freed and the counters start again."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
     def _now(self) -> float:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
@@ -196,7 +203,7 @@ def report(
     epoch = plan.make_plan(REAL, ran, card_gb, **kwargs)
     completions = config.per_device_train_batch_size * config.gradient_accumulation_steps
     precision = "bf16 autocast" if config.bf16 else ("fp16 autocast" if config.fp16 else "fp32")
-    ratio = checkpoint_bytes / learner.checkpoint_bytes
+    ratio = checkpoint_bytes / learner.disk.checkpoint
     rows = [
         ("variant", variant),
         ("device", f"{card} ({config.device})" + (f", {card_gb:.1f} GB" if card_gb else "")),
@@ -213,7 +220,7 @@ def report(
         ("peak memory (plan's estimate)", f"{learner.memory.total / plan.GB:.2f} GB"),
         ("disk per checkpoint (measured)", f"{checkpoint_bytes / plan.GB:.3f} GB "
                                            f"({ratio:.3f} x the plan's "
-                                           f"{learner.checkpoint_bytes / plan.GB:.3f} GB)"),
+                                           f"{learner.disk.checkpoint / plan.GB:.3f} GB)"),
         ("non-finite loss or grad norm", f"{len(watch.non_finite)} of {len(watch.seconds)} "
                                          f"steps {watch.non_finite or ''}".rstrip()),
         ("skipped optimiser steps", f"{len(watch.skipped)} of {len(watch.seconds)} "
@@ -240,14 +247,10 @@ def run_variant(args, variant: str, folder: Path, description: str, scratch: Pat
     watch, generations = StepWatch(), []
     trainer.add_callback(watch)
     time_generation(trainer.model, generations)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
     trainer.train()
     checkpoint = folder_bytes(Path(config.output_dir) / f"checkpoint-{config.max_steps}")
     text = report(variant, description, config, watch, generations, checkpoint, run.plan.shape)
-    del trainer, model
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    del trainer, model  # freed before the next variant's on_train_begin empties the cache
     return text
 
 

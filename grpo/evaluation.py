@@ -76,7 +76,8 @@ def generate(
     order = list(range(len(texts)))
     if sort_by_length:
         order.sort(key=lambda index: len(encoded[index]))
-    stop_ids = _as_list(model.generation_config.eos_token_id)  # the model's own stop tokens
+    stop_ids = model.generation_config.eos_token_id  # the model's own stop tokens
+    stop_ids = stop_ids if isinstance(stop_ids, list) else [stop_ids]
     config = GenerationConfig(
         **GREEDY_GENERATION,
         max_new_tokens=max_new_tokens,
@@ -100,10 +101,6 @@ def generate(
     return results
 
 
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
-
-
 def _length_until_stop(token_ids: list[int], stop_ids: set[int]) -> int:
     """Tokens generated up to and including the first stop token (the rest is padding)."""
     for position, token in enumerate(token_ids):
@@ -124,8 +121,10 @@ def score(completions: list[str], answers: list[str | None]) -> dict[str, list[b
 def rates(verdicts: dict[str, list[bool]]) -> dict[str, float]:
     """Accuracy and strict/soft format rates: the share of True in each of `score`'s lists."""
     count = max(len(verdicts["correct"]), 1)
-    names = {"accuracy": "correct", "strict_format": "strict_format", "soft_format": "soft_format"}
-    return {metric: sum(verdicts[verdict]) / count for metric, verdict in names.items()}
+    return {
+        "accuracy" if name == "correct" else name: sum(values) / count
+        for name, values in verdicts.items()
+    }
 
 
 def evaluate(

@@ -236,12 +236,11 @@ def resolve_model(
 
 @dataclass(frozen=True)
 class InferenceChoice:
-    """The model a cell that only looks at a model loads, where, in what dtype, and why."""
+    """The model a cell that only looks at a model loads, where, and in what dtype."""
 
     path: Path
     device: torch.device
     dtype: torch.dtype
-    why: str
 
 
 def inference_device() -> torch.device:
@@ -278,9 +277,9 @@ def choose_inference_model(name: str | None = None) -> InferenceChoice:
     else:
         path = resolve_model(requested)
         why = f"{MODEL_ENV_VAR}={requested}" if name is None else f"asked for {requested}"
-    dtype = inference_dtype(device)
+    dtype = load_dtype(device)
     print(f"[models] {describe(path)} on {device} in {str(dtype).removeprefix('torch.')}: {why}")
-    return InferenceChoice(path=path, device=device, dtype=dtype, why=why)
+    return InferenceChoice(path=path, device=device, dtype=dtype)
 
 
 def _first_sources(error: ModelUnavailable) -> str:
@@ -320,18 +319,14 @@ def gpu_supports_bf16() -> bool:
     return has_bf16(compute_capability=major + minor / 10)
 
 
-def inference_dtype(device: torch.device) -> torch.dtype:
-    """bf16 for evaluation on GPUs that have it (half the memory), else float32.
-
-    CPUs get float32: bf16 matmuls on most CPUs are slower and less precise than fp32.
-    """
-    return torch.bfloat16 if device.type == "cuda" and gpu_supports_bf16() else torch.float32
-
-
-def load_dtype(device: torch.device, for_training: bool) -> torch.dtype:
-    """float32 for training on any device (fp32 master weights: bf16 is the trainer's
-    autocast, see the module doc); `inference_dtype` for evaluation-only loads."""
-    return torch.float32 if for_training else inference_dtype(device)
+def load_dtype(device: torch.device, for_training: bool = False) -> torch.dtype:
+    """The dtype weights load in: float32 for training on any device (fp32 master weights:
+    bf16 is the trainer's autocast, see the module doc); for evaluation bf16 on CUDA GPUs
+    that have it (half the memory), else float32 (bf16 matmuls on most CPUs are slower and
+    less precise than fp32)."""
+    if for_training or device.type != "cuda" or not gpu_supports_bf16():
+        return torch.float32
+    return torch.bfloat16
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
@@ -507,13 +502,13 @@ def load_for_evaluation(
     model: EvaluationModel, device: torch.device, dtype: torch.dtype | None = None
 ):
     """(model, tokenizer, dtype) ready for greedy generation: weights in `dtype`, by default
-    `load_dtype(device, for_training=False)` (bf16 on GPUs that have it, else float32), the
+    `load_dtype(device)` (bf16 on GPUs that have it, else float32), the
     rule train_grpo.py's before/after evaluation follows too. An adapter is merged into
     the base weights, so generation runs at the base model's speed. ModelProblem for files
     that do not load (truncated, corrupt, an adapter made for another base)."""
     from safetensors import SafetensorError
 
-    dtype = dtype or load_dtype(device, for_training=False)
+    dtype = dtype or load_dtype(device)
     try:
         loaded = AutoModelForCausalLM.from_pretrained(model.base, dtype=dtype)
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:

@@ -17,8 +17,8 @@ import math
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,6 @@ QWEN2_5_0_5B = ModelShape(
 TINY_SHAPE = ModelShape.from_dict(
     {**TINY_BODY, "vocab_size": TINY_VOCAB_SIZE, "_name_or_path": "tiny Qwen2"}
 )
-SHAPES = {"real": QWEN2_5_0_5B, "learner": QWEN2_5_0_5B, "tiny": TINY_SHAPE}
 
 GSM8K_TRAIN_ROWS = 7473  # GSM8K's train split, all of which keep a '#### <answer>' line
 # 95th percentile of a GSM8K prompt in Qwen2.5's chat template (system prompt included):
@@ -112,54 +111,34 @@ GSM8K_TRAIN_ROWS = 7473  # GSM8K's train split, all of which keep a '#### <answe
 PROMPT_TOKENS = 140
 TOY_PROMPT_TOKENS = 60  # the toy task's prompts in the tiny tokenizer, rounded up
 
-# TRL 1.16 never materialises the [tokens, vocab] logits in training: its fused LM head
-# projects tiles of at most 4,096 tokens x 32,768 vocabulary entries (trl/kernels/
-# chunked_logprob.py, trl/trainer/utils.py: _CHUNKED_LOGPROB_CHUNK_SIZE). Its backward
-# accumulates the head's weight gradient in a full fp32 [vocab, hidden] buffer
-# (`grad_weight = torch.zeros(weight.shape, dtype=torch.float32)`) before autograd adds it
-# to .grad: one more vocab x hidden x 4 B while the backward runs (0.545 GB for Qwen2.5-0.5B).
+# TRL 1.16's fused LM head projects tiles of at most 4,096 tokens x 32,768 vocabulary
+# entries (trl/kernels/chunked_logprob.py) and its backward fills a full fp32 [vocab, hidden]
+# weight-gradient buffer before autograd adds it to .grad (0.545 GB for Qwen2.5-0.5B).
 LOGIT_TILE_TOKENS, LOGIT_TILE_VOCAB = 4096, 32_768
-# Bytes autograd keeps per token for one decoder layer of Qwen2.5-0.5B's width (SDPA
-# attention), measured on CPU by tests/test_plan.py: 107,584 B in fp32 (26,896 values x 4 B)
-# and 66,368 B under bf16 or fp16 autocast (some tensors are kept in both precisions, the
-# norms stay fp32), i.e. 2.47 B per fp32 value, not 2. Autocast also keeps a 16-bit copy of
-# every layer's weight matrices for the backward (29.8 MB per layer at that width).
-FP32_LAYER_VALUES, AUTOCAST_LAYER_BYTES = 26_896, 66_368
-AUTOCAST_BYTES_PER_VALUE = AUTOCAST_LAYER_BYTES / FP32_LAYER_VALUES
+# Bytes autograd keeps per token for one decoder layer of Qwen2.5-0.5B's width (SDPA),
+# measured on CPU by tests/test_plan.py: 26,896 fp32 values, and 66,368 B under bf16 or
+# fp16 autocast (some tensors are kept in both precisions): 2.47 B per value, not 2.
+AUTOCAST_BYTES_PER_VALUE = 66_368 / 26_896
 CUDA_OVERHEAD_GB = 1.0  # assumed: CUDA context, cuBLAS workspace, allocator slack
 HEADROOM = 0.85  # a plan fits when its estimate stays under 85% of the card
-DEFAULT_LORA_RANK = 16
-# vLLM's share of the card in colocate mode: TRL 1.16's vllm_gpu_memory_utilization
-# default, which the run keeps unless --vllm-gpu-memory-utilization says otherwise.
+DEFAULT_LORA_RANK = 16  # `--lora`'s rank unless --lora-r says otherwise
+# vLLM's share of the card in colocate mode: TRL 1.16's vllm_gpu_memory_utilization default.
 DEFAULT_VLLM_UTILIZATION = 0.3
-# Native bf16 from compute capability 8.0 (see `has_bf16`); a card planned by size alone has
-# it above 16 GB (the card table's classes: L4, A10G and up have it, the 16 GB T4 has not).
-BF16_COMPUTE_CAPABILITY, BF16_ABOVE_GB = 8.0, 16
 # Beyond any card made (the largest in 2026 hold under 300 GB; compute capabilities are
 # single digits to 12.x): an nvidia-smi answer past these is a misreading, not a GPU.
 MAX_GPU_MEMORY_GB, MAX_COMPUTE_CAPABILITY = 2000.0, 100.0
 
 # Seconds per optimiser step of 64 completions of up to 200 tokens. Estimates, not
 # measurements of this project (no GPU has been available to it):
-# * fp32 (T4): 48 s, read from a third party's report: qunash's public gist "full GRPO
-#   fine-tuning Qwen2.5 0.5B on a single T4"
-#   (https://gist.github.com/qunash/820c86d1d267ec8051d9f68b4f4bb656) reports about 150
-#   steps in about 30 minutes, ~12 s per step, with 16 completions per prompt, vLLM
-#   generation, 8-bit AdamW and a patched TRL fork (read in a public copy of its text; the
-#   gist itself is not reachable from this project's machines). Read conservatively (if
-#   its step held more than one prompt's group, a T4 is faster than this) as 12 s per 16
-#   completions, x 4 for our 64 = 48 s. Cross-check from the arithmetic: one forward +
-#   backward of 64 x 340 tokens is 6 x 494M x 21,760 = 6.4e13 FLOP, 8 s at the T4's
-#   8.1 TFLOPS fp32 peak (NVIDIA's figure) before checkpointing's recompute and generation.
-# * fp16 autocast (T4): unmeasured; planned at the fp32 figure, an upper bound: fp16 tensor
-#   cores (65 TFLOPS vs 8.1, NVIDIA's figures) can only shorten the matmul share of a step,
-#   and token-by-token generation is bound by per-token overhead more than by FLOPS.
-# * bf16 card (L4, A10G, RTX 3090/4090, A100, H100): an ASSUMPTION of 12 s, a quarter of
-#   the T4's: TRL 1.16 generates the step's 64 completions in one batched call instead of
-#   four calls of 16, and bf16 tensor cores speed up the forward and backward passes.
-# * toy task (tiny model): 40 steps in 61 s on a busy 2-core CPU, one torch thread
-#   (measured, tests/test_training.py).
-# Replace the GPU figures with what benchmarks/bench_gpu_real.py prints on your card.
+# * fp32 (T4): 48 s. qunash's public gist "full GRPO fine-tuning Qwen2.5 0.5B on a single T4"
+#   (https://gist.github.com/qunash/820c86d1d267ec8051d9f68b4f4bb656) reports ~150 steps in
+#   ~30 minutes with 16 completions per step: 12 s per 16 completions, x 4 for our 64.
+#   Cross-check: one forward + backward of 64 x 340 tokens is 6 x 494M x 21,760 = 6.4e13
+#   FLOP, 8 s at the T4's 8.1 TFLOPS fp32 peak, before recompute and generation.
+# * fp16 autocast (T4): unmeasured; the fp32 figure, an upper bound.
+# * bf16 card (L4, A10G, A100, H100): an ASSUMPTION of 12 s, a quarter of the T4's.
+# * toy task (tiny model): 1.17 s mean per step measured at one torch thread on a busy 2-core
+#   CPU (benchmarks/RESULTS.md, bench_grpo_step), planned at 1.5 s for slower machines.
 SECONDS_PER_STEP = {"fp32": 48.0, "fp16": 48.0, "bf16": 12.0, "toy": 1.5}
 SECONDS_PER_STEP_SOURCE = {
     "fp32": "a T4 estimate from qunash's public GRPO-on-a-T4 gist, ~12 s per 16 completions x 4",
@@ -167,52 +146,50 @@ SECONDS_PER_STEP_SOURCE = {
     "bf16": "assumed for a bf16 GPU; measure yours with python -m benchmarks.bench_gpu_real",
     "toy": "measured for the tiny model on a 2-core CPU",
 }
-VLLM_TIME_NOTE = (
-    "vLLM unmeasured: the figure without it (vLLM usually generates faster, and TRL adds one "
-    "no-grad forward over the step's completions for the old log-probs)"
-)
-FP16_RISK = (
-    "fp16 risk: Qwen2 has overflow reports under pure fp16 weights; autocast keeps fp32 master "
-    "weights and the fp32 residual stream and a gradient scaler skips overflowing steps, so "
-    "the risk is lower but real: run python -m benchmarks.bench_gpu_real --variants fp16 first: it "
-    "counts non-finite losses and skipped optimiser steps."
-)
 
-# The vLLM release for `--use-vllm`, verified from package metadata without installing
-# (`pip install --dry-run --no-deps --report`, 2026-12-01): trl 1.16.0 declares
-# `vllm>=0.22.0,<=0.31.0` (its "vllm" extra; trl/import_utils.py warns outside that range);
-# vllm 0.28.0, 0.29.0 and 0.30.0 require torch==2.13.0 and transformers>=5.5.3 / >=5.10.4
-# (so 5.24.0 is accepted); 0.31.0 also caps transformers<5.18.0, which excludes 5.24.0.
-# The newest release that fits all three pins:
+# The vLLM release for `--use-vllm`, checked from package metadata (2026-12-01): trl 1.16.0
+# accepts vllm 0.22.0-0.31.0; 0.30.0 is the newest that accepts torch 2.13 and transformers
+# 5.24 (0.31.0 caps transformers below 5.18).
 VLLM_REQUIREMENT = "vllm==0.30.0"
 
-# Disk. Files of one checkpoint besides the weights and the optimizer, measured on a
-# checkpoint of the Qwen2.5 stand-in (tests/test_plan.py writes one): the tokenizer
-# (tokenizer.json, tokenizer_config.json, chat_template.jinja: 11,425,366 B, 75 B per entry
-# of the 151,936-entry vocabulary) and the Trainer's small files (scheduler, RNG state,
-# trainer_state.json, training_args.bin, configs, safetensors header and optimizer pickle
-# framing: ~50 KB).
+# Files of one checkpoint besides the weights and the optimizer, measured on a checkpoint of
+# the Qwen2.5 stand-in (tests/test_plan.py): the tokenizer, 75 B per vocabulary entry, and
+# the Trainer's small files (scheduler, RNG state, trainer_state.json...), ~50 KB.
 TOKENIZER_BYTES_PER_TOKEN = 75
 CHECKPOINT_SMALL_FILES = 50_000
-DEFAULT_SAVE_TOTAL_LIMIT = 2
+
+# What each part of the memory estimate counts, as `Plan.render` prints it.
+MEMORY_PARTS = {
+    "weights": "fp32 master weights, 4 B per parameter",
+    "grads": "fp32, 4 B per trained parameter",
+    "optimizer": "AdamW's two fp32 moments, 8 B per trained parameter",
+    "reference": "frozen fp32 copy for the KL term (none with beta 0 or LoRA)",
+    "weight_copies": "autocast's 16-bit copies of the layer matrices, kept for the backward",
+    "head_grad": "TRL's fused LM head backward: an fp32 [vocab x hidden] gradient buffer",
+    "logits": "TRL's fused LM head: a logit tile of <= 4,096 x 32,768, forward and backward",
+    "activations": "kept for the backward: every layer's, or with checkpointing each layer's "
+    "input and one layer recomputed",
+    "generation": "KV cache and sampling logits of the generation batch (grads freed then)",
+    "vllm": "vLLM's share of the card (colocate mode)",
+    "overhead": "CUDA context, cuBLAS workspace, allocator slack (assumed)",
+}
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Estimated peak GPU memory of a GRPO step, in bytes, with the arithmetic of each part."""
+    """Estimated peak GPU memory of a GRPO step, in bytes, by part (see MEMORY_PARTS)."""
 
     weights: float
     grads: float
     optimizer: float
     reference: float
-    weight_copies: float  # 16-bit copies autocast keeps for the backward
-    head_grad: float  # the fused LM head's fp32 weight-gradient buffer during the backward
+    weight_copies: float
+    head_grad: float
     logits: float
     activations: float
-    generation: float  # KV cache and sampling logits while generating (grads are freed then)
-    vllm: float  # vLLM's share of the card (colocate mode)
+    generation: float
+    vllm: float
     overhead: float
-    notes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def training(self) -> float:
@@ -223,11 +200,6 @@ class MemoryEstimate:
         """Static memory plus the larger of the training and the generation phase."""
         static = self.weights + self.optimizer + self.reference + self.vllm + self.overhead
         return static + max(self.training, self.generation)
-
-    def parts(self) -> dict[str, float]:
-        names = ("weights", "grads", "optimizer", "reference", "weight_copies", "head_grad")
-        names += ("logits", "activations", "generation", "vllm", "overhead")
-        return {name: getattr(self, name) for name in names}
 
 
 def lora_parameters(shape: ModelShape, rank: int = DEFAULT_LORA_RANK) -> int:
@@ -244,113 +216,48 @@ def estimate_memory(
     completion_tokens: int,
     prompt_tokens: int,
     gradient_checkpointing: bool,
-    bf16: bool,
+    autocast: bool,
     beta: float,
-    lora: bool = False,
-    *,
-    fp16: bool = False,
-    lora_rank: int = DEFAULT_LORA_RANK,
+    lora_rank: int | None = None,
     vllm_bytes: float | None = None,
 ) -> MemoryEstimate:
-    """Peak memory of one GRPO step (see the module doc for the assumptions).
+    """Peak memory of one GRPO step.
 
-    Master weights are always fp32 (4 bytes); `bf16` or `fp16` means autocast, which keeps
-    16-bit copies of the layer weights and 2.47 B per activation value instead of 4, but
-    leaves the weights, the gradients and the optimizer in fp32. `vllm_bytes` is vLLM's
-    share of the card (None: no vLLM); with vLLM, HF generation and its KV cache do not run.
+    Master weights, gradients and optimizer are fp32 whatever the precision; bf16 or fp16
+    `autocast` keeps 16-bit copies of the layer weights and 2.47 B per activation value
+    instead of 4. `lora_rank` None is a full fine-tune. `vllm_bytes` is vLLM's share of the
+    card (None: no vLLM); with vLLM, HF generation and its KV cache do not run.
     """
-    autocast = bf16 or fp16
     n = shape.parameters()
-    trained = lora_parameters(shape, lora_rank) if lora else n
+    trained = n if lora_rank is None else lora_parameters(shape, lora_rank)
     value_bytes = AUTOCAST_BYTES_PER_VALUE if autocast else 4.0
     half = 2 if autocast else 4  # logit tiles and KV cache are in the compute dtype
     tokens = micro_batch * (prompt_tokens + completion_tokens)
-    # Values one decoder layer keeps for its backward pass, per token: the two norms' inputs
-    # and outputs, q/k/v before and after RoPE, the attention output (~8 x hidden), and the
-    # MLP's gate, up, activation and product (4 x intermediate). Checked: for a layer of
-    # Qwen2.5-0.5B's width autograd keeps 26,896 values per token (fp32, SDPA attention;
-    # tests/test_plan.py measures it), this formula says 27,008.
+    # Per token, one layer keeps the norms' inputs and outputs, q/k/v before and after RoPE,
+    # the attention output (~8 x hidden) and the MLP's gate, up, activation and product
+    # (4 x intermediate): 27,008 values at Qwen2.5-0.5B's width, 26,896 measured.
     layer_values = 8 * shape.hidden + 3 * shape.kv_dim + 4 * shape.intermediate
     one_layer = layer_values * tokens * value_bytes
-    per_value = f"{value_bytes:.2f} B" + (" (autocast, measured)" if autocast else "")
     if gradient_checkpointing:  # each layer's fp32 input, plus one layer being recomputed
         activations = shape.layers * shape.hidden * tokens * 4 + one_layer
-        act_note = (
-            f"checkpointing: {shape.layers} layer inputs x {shape.hidden} x {tokens:,} tokens "
-            f"x 4 B + one layer recomputed ({layer_values:,} values/token x {per_value})"
-        )
     else:
         activations = shape.layers * one_layer
-        act_note = (
-            f"{shape.layers} layers x {layer_values:,} values/token x {tokens:,} tokens "
-            f"x {per_value} (no checkpointing)"
-        )
-    copies = 2.0 * shape.layers * shape.layer_matrices() if autocast else 0.0
-    head_grad = 0.0 if lora else 4.0 * shape.vocab * shape.hidden
     scored = micro_batch * completion_tokens
-    tile = min(scored, LOGIT_TILE_TOKENS) * LOGIT_TILE_VOCAB * half  # a full-width buffer
-    materialised = 3 * scored * shape.vocab * 4
-    kv_cache = (
-        2
-        * shape.layers
-        * shape.kv_dim
-        * half
-        * generation_batch
-        * (prompt_tokens + completion_tokens)
-    )
+    sequence = prompt_tokens + completion_tokens
+    kv_cache = 2 * shape.layers * shape.kv_dim * half * generation_batch * sequence
     sampling = 4 * generation_batch * shape.vocab * 4  # logits and 3 processed copies, fp32
-    generation = 0.0 if vllm_bytes is not None else float(kv_cache + sampling)
-    reference = 0.0 if (beta == 0 or lora) else 4.0 * n
-    notes = {
-        "weights": f"{n / 1e6:.1f}M parameters x 4 B (fp32 master weights)",
-        "grads": f"{trained / 1e6:.1f}M trained parameters x 4 B",
-        "optimizer": f"AdamW: 2 moments x {trained / 1e6:.1f}M x 4 B",
-        "reference": (
-            f"frozen fp32 copy for the KL term (beta {beta})"
-            if reference
-            else ("none: the frozen base is the reference" if lora else "none (beta 0)")
-        ),
-        "weight_copies": (
-            f"autocast's 16-bit copies: {shape.layers} layers x "
-            f"{shape.layer_matrices() / 1e6:.1f}M matrix weights x 2 B"
-            if autocast
-            else "none (no autocast)"
-        ),
-        "head_grad": (
-            "none: the LM head is frozen under LoRA"
-            if lora
-            else f"fused LM head backward: fp32 [{shape.vocab:,} x {shape.hidden}] weight "
-            "gradient before it is added to grads"
-        ),
-        "logits": (
-            f"TRL's fused LM head: {min(scored, LOGIT_TILE_TOKENS):,} x "
-            f"{LOGIT_TILE_VOCAB:,} tile x {half} B, x2 (forward, "
-            f"backward); materialised it would be 3 x {scored:,} x {shape.vocab:,} x 4 B "
-            f"= {materialised / GB:.2f} GB"
-        ),
-        "activations": act_note,
-        "generation": (
-            "none here: vLLM generates inside its share"
-            if vllm_bytes is not None
-            else f"KV cache of {generation_batch} sequences x "
-            f"{prompt_tokens + completion_tokens} tokens + sampling logits (grads freed then)"
-        ),
-        "vllm": "none (no --use-vllm)" if vllm_bytes is None else "vLLM's share (colocate)",
-        "overhead": "CUDA context, cuBLAS workspace, allocator slack (assumed)",
-    }
     return MemoryEstimate(
         weights=4.0 * n,
         grads=4.0 * trained,
         optimizer=8.0 * trained,
-        reference=reference,
-        weight_copies=copies,
-        head_grad=head_grad,
-        logits=2.0 * tile,
+        reference=0.0 if beta == 0 or lora_rank is not None else 4.0 * n,
+        weight_copies=2.0 * shape.layers * shape.layer_matrices() if autocast else 0.0,
+        head_grad=0.0 if lora_rank is not None else 4.0 * shape.vocab * shape.hidden,
+        logits=2.0 * min(scored, LOGIT_TILE_TOKENS) * LOGIT_TILE_VOCAB * half,
         activations=float(activations),
-        generation=generation,
+        generation=0.0 if vllm_bytes is not None else float(kv_cache + sampling),
         vllm=float(vllm_bytes or 0.0),
         overhead=CUDA_OVERHEAD_GB * GB,
-        notes=notes,
     )
 
 
@@ -370,40 +277,29 @@ def estimate_disk(
     steps: int,
     save_steps: float,
     save_total_limit: int | None,
-    lora: bool = False,
-    lora_rank: int = DEFAULT_LORA_RANK,
+    lora_rank: int | None = None,
 ) -> DiskEstimate:
-    """Disk of the run's checkpoints and final/ (an estimate, see the note).
+    """Disk of the run's checkpoints and final/.
 
-    A full checkpoint holds fp32 weights (4 B per parameter) and AdamW's two moments (8 B
-    per trained parameter); a LoRA one the adapter and its optimizer only. The Trainer
-    saves at every `save_steps` and at the last step, and writes the new checkpoint before
-    deleting the oldest beyond `save_total_limit`: limit + 1 exist for a moment.
+    A full checkpoint holds fp32 weights and AdamW's two moments (4 + 8 B per parameter); a
+    LoRA one the adapter and its optimizer only. The Trainer saves at every `save_steps` and
+    at the last step, and writes the new checkpoint before deleting the oldest beyond
+    `save_total_limit`: limit + 1 exist for a moment.
     """
     tokenizer = TOKENIZER_BYTES_PER_TOKEN * shape.vocab
-    trained = lora_parameters(shape, lora_rank) if lora else shape.parameters()
-    weights = 4.0 * trained
-    checkpoint = weights + 8.0 * trained + tokenizer + CHECKPOINT_SMALL_FILES
-    final = weights + tokenizer
+    trained = shape.parameters() if lora_rank is None else lora_parameters(shape, lora_rank)
+    checkpoint = 12.0 * trained + tokenizer + CHECKPOINT_SMALL_FILES
+    final = 4.0 * trained + tokenizer
     every = math.ceil(save_steps * steps) if save_steps < 1 else int(save_steps)
     saves = math.ceil(steps / every) if steps > 0 and every > 0 else 0
-    kept = saves if save_total_limit is None else min(saves, save_total_limit)
-    during = saves if save_total_limit is None else min(saves, save_total_limit + 1)
+    limit = saves if save_total_limit is None else save_total_limit
+    during, kept = min(saves, limit + 1), min(saves, limit)
     peak = max(during * checkpoint, kept * checkpoint + final)
-    what = "adapter" if lora else "fp32 weights"
-
-    def gb(size: float) -> str:  # small LoRA and tiny-model files keep 3 decimals
-        return f"{size / GB:.2f}" if size >= 0.1 * GB else f"{size / GB:.3f}"
-
+    what = "fp32 weights" if lora_rank is None else "adapter"
     note = (
-        f"one checkpoint {gb(checkpoint)} GB = {what} {gb(weights)} + AdamW "
-        f"{gb(8 * trained)} + tokenizer and Trainer files "
-        f"{gb(tokenizer + CHECKPOINT_SMALL_FILES)}; {saves} save(s) (every {every} "
-        f"steps and the last); peak = max({during} checkpoints while the newest is written "
-        f"before the oldest is deleted, {kept} + final/ {gb(final)}) = {gb(peak)} GB"
-        if save_total_limit is not None
-        else f"steps and the last), all kept (no save_total_limit); peak = {saves} + final/ "
-        f"{gb(final)} = {gb(peak)} GB"
+        f"one checkpoint {checkpoint / GB:.3g} GB ({what} + AdamW + tokenizer), {saves} save(s) "
+        f"every {every} steps and the last, at most {during} at once, {kept} kept + final/ "
+        f"{final / GB:.3g} GB: peak {peak / GB:.3g} GB"
     )
     return DiskEstimate(checkpoint, final, saves, peak, note)
 
@@ -420,9 +316,12 @@ class Plan:
     num_generations: int
     micro_batch: int
     accumulation: int
+    processes: int
     gradient_checkpointing: bool
     bf16: bool
-    lora: bool
+    fp16: bool
+    lora_rank: int | None  # None: a full fine-tune
+    use_vllm: bool
     prompt_tokens: int
     completion_tokens: int
     memory: MemoryEstimate
@@ -431,12 +330,11 @@ class Plan:
     seconds_per_step: float
     seconds_source: str
     flags: tuple[str, ...]
-    advice: str = ""
-    fp16: bool = False
-    lora_rank: int = DEFAULT_LORA_RANK
-    use_vllm: bool = False
-    vllm_gpu_memory_utilization: float = DEFAULT_VLLM_UTILIZATION
-    processes: int = 1
+    advice: str
+
+    @property
+    def lora(self) -> bool:
+        return self.lora_rank is not None
 
     @property
     def completions_per_step(self) -> int:
@@ -447,17 +345,11 @@ class Plan:
         return self.completions_per_step // self.num_generations
 
     @property
-    def budget_bytes(self) -> float | None:
-        return None if self.gpu_memory_gb is None else self.gpu_memory_gb * GB * HEADROOM
-
-    @property
     def fits(self) -> bool | None:
-        budget = self.budget_bytes
-        return None if budget is None else self.memory.total <= budget
-
-    @property
-    def checkpoint_bytes(self) -> float:
-        return self.disk.checkpoint
+        """Whether the estimate stays under HEADROOM of the card; None without a card size."""
+        if self.gpu_memory_gb is None:
+            return None
+        return self.memory.total <= self.gpu_memory_gb * GB * HEADROOM
 
     @property
     def hours(self) -> float:
@@ -474,7 +366,7 @@ class Plan:
 
     def render(self, output_dir: str | None = None) -> str:
         """The plan as text for a terminal or a notebook cell."""
-        memory, gb = self.memory, lambda b: f"{b / GB:6.2f}"
+        memory = self.memory
         training = f"LoRA r={self.lora_rank}" if self.lora else "full fine-tune"
         lines = [
             f"Plan for profile {self.profile!r}: {self.shape.name}, "
@@ -482,50 +374,46 @@ class Plan:
             f"  steps: {self.steps:,} ({self.steps_note})",
             f"  per optimiser step: {self.prompts_per_step} prompts x {self.num_generations} "
             f"completions = {self.completions_per_step} completions = micro-batch "
-            f"{self.micro_batch} x {self.accumulation} accumulation x {self.processes} process(es)",
-            f"  {'fp32 master weights + ' if self.bf16 or self.fp16 else ''}{self.precision}; "
-            "gradient checkpointing "
+            f"{self.micro_batch} x {self.accumulation} "
+            f"accumulation x {self.processes} process(es)",
+            f"  {self.precision}; gradient checkpointing "
             f"{'on' if self.gradient_checkpointing else 'off'}; {self.prompt_tokens} prompt "
             f"(95th percentile) + {self.completion_tokens} completion tokens"
             + ("; vLLM colocate" if self.use_vllm else ""),
             "Estimated peak GPU memory (GB = 1e9 bytes):",
+            *(
+                f"  {name:<14}{value / GB:6.2f}  {MEMORY_PARTS[name]}"
+                for name, value in asdict(memory).items()
+                if value
+            ),
+            f"  {'total':<14}{memory.total / GB:6.2f}  static + max(training "
+            f"{memory.training / GB:.2f}, generation {memory.generation / GB:.2f})",
         ]
-        lines += [
-            f"  {name:<14}{gb(value)}  {memory.notes[name]}"
-            for name, value in memory.parts().items()
-            if value
-        ]
-        lines.append(
-            f"  {'total':<14}{gb(memory.total)}  static + max(training phase "
-            f"{memory.training / GB:.2f}, generation {memory.generation / GB:.2f})"
-        )
         if self.use_vllm and self.gpu_memory_gb is None:
-            lines.append(
-                f"  vLLM's share, {self.vllm_gpu_memory_utilization:g} x the card, is not "
-                "counted: give the card's memory (--gpu-memory-gb)"
-            )
+            lines.append("  vLLM's share of the card is not counted: give --gpu-memory-gb")
         if self.gpu_memory_gb is not None:
             verdict = "fits" if self.fits else "does NOT fit"
-            lines.append(
-                f"  budget: {self.gpu_memory_gb:g} GB x {HEADROOM} = "
-                f"{self.budget_bytes / GB:.1f} GB -> {verdict}"
-            )
+            lines.append(f"  budget: {self.gpu_memory_gb:g} GB x {HEADROOM} -> {verdict}")
         lines += [
             f"Estimated disk: {self.disk.note}",
             f"Estimated time: {self.steps:,} steps x {self.seconds_per_step:g} s = "
             f"{self.hours:.1f} h ({self.seconds_source})",
         ]
         if self.use_vllm:
-            lines.append(f"  {VLLM_TIME_NOTE}")
+            lines.append("  vLLM's speed is unmeasured: the figure is the one without it")
         if self.fp16:
-            lines.append(FP16_RISK)
+            lines.append(
+                "fp16 risk: Qwen2 has overflow reports under fp16; run python -m "
+                "benchmarks.bench_gpu_real --variants fp16 first: it counts non-finite "
+                "losses and skipped optimiser steps."
+            )
         if self.advice:
             lines.append(self.advice)
         lines.append(f"Command: {self.command(output_dir)}")
         return "\n".join(lines)
 
 
-def batch_problem(grpo: Mapping[str, Any], rows: int | None, processes: int = 1) -> str | None:
+def batch_problem(grpo: Mapping[str, Any], rows: int, processes: int) -> str | None:
     """Why this batch cannot make a GRPO step, in one line naming the flags, or None.
 
     TRL needs whole groups of `num_generations` completions per step across all processes
@@ -545,47 +433,12 @@ def batch_problem(grpo: Mapping[str, Any], rows: int | None, processes: int = 1)
             f"not a multiple of --num-generations {generations} (whole groups only)"
         )
     prompts = completions // generations
-    if rows is not None and rows < prompts:
+    if rows < prompts:
         return (
             f"one step needs {prompts} training prompts ({completions} completions / "
             f"{generations} per prompt) but the training set has {rows}: "
             "raise --train-size or lower --per-device-train-batch-size"
         )
-    return None
-
-
-def _steps(grpo: Mapping[str, Any], rows: int, prompts: int) -> tuple[int, str]:
-    if grpo.get("max_steps", -1) > 0:
-        return grpo["max_steps"], "max_steps"
-    epochs = grpo.get("num_train_epochs", 1)
-    per_epoch = rows // prompts
-    return int(per_epoch * epochs), f"{rows:,} prompts / {prompts} per step x {epochs:g} epoch(s)"
-
-
-def _micro_batches(completions: int) -> list[int]:
-    """Micro-batch sizes that divide the step's completions, largest first."""
-    return [b for b in range(completions, 0, -1) if completions % b == 0]
-
-
-def fit_micro_batch(
-    estimate: Callable[[int, bool], MemoryEstimate],
-    completions: int,
-    num_generations: int,
-    budget: float,
-    checkpointing: bool,
-    explicit: bool,
-) -> tuple[int, bool] | None:
-    """(micro-batch, checkpointing) that fits `budget`, or None.
-
-    Without an explicit choice, checkpointing goes off when a micro-batch of at least one
-    whole group fits without it (recomputing costs about 30% per step), and otherwise on
-    with the largest micro-batch that fits (small micro-batches waste GPU time).
-    """
-    tries = [(False, num_generations), (True, 1)] if not explicit else [(checkpointing, 1)]
-    for ckpt, smallest in tries:
-        for micro in _micro_batches(completions):
-            if micro >= smallest and estimate(micro, ckpt).total <= budget:
-                return micro, ckpt
     return None
 
 
@@ -606,11 +459,11 @@ def make_plan(
 ) -> Plan:
     """The plan for `profile` with command-line `overrides` (GRPOConfig fields).
 
-    With `gpu_memory_gb` and no batch flags given, the largest micro-batch whose estimate
-    fits is chosen (turning gradient checkpointing on if needed, unless it was explicitly
-    turned off); if none fits, the plan advises `--lora`. `shape` (from
-    `ModelShape.from_config`) replaces the profile's usual model. A batch that cannot make
-    a GRPO step raises ValueError with a one-line reason (never ZeroDivisionError).
+    With `gpu_memory_gb` and no batch flags given, the layout is fitted to the card: the
+    first that fits of no checkpointing with a micro-batch of at least one group (recomputing
+    costs about 30% per step), then checkpointing with the largest micro-batch (an explicit
+    `gradient_checkpointing` is kept), then the same with LoRA. `shape` replaces the
+    profile's usual model. A batch that cannot make a GRPO step raises ValueError in one line.
     """
     if bf16 and fp16:
         raise ValueError("bf16 and fp16 autocast exclude each other: choose one")
@@ -620,77 +473,76 @@ def make_plan(
         )
     overrides = dict(overrides or {})
     grpo = profile.with_grpo(**overrides)
-    shape = shape or SHAPES.get(profile.name, QWEN2_5_0_5B)
+    toy = profile.dataset == "toy"
+    shape = shape or (TINY_SHAPE if toy else QWEN2_5_0_5B)
     rows = train_rows or profile.train_size or GSM8K_TRAIN_ROWS
     problem = batch_problem(grpo, rows, processes)
     if problem:
         raise ValueError(problem)
-    prompt_tokens = TOY_PROMPT_TOKENS if profile.dataset == "toy" else PROMPT_TOKENS
+    prompt_tokens = TOY_PROMPT_TOKENS if toy else PROMPT_TOKENS
     generations = grpo["num_generations"]
     completions = grpo["per_device_train_batch_size"] * grpo["gradient_accumulation_steps"]
-    checkpointing = bool(grpo["gradient_checkpointing"])
-    vllm_bytes = None
-    if use_vllm:  # colocate: vLLM takes its share of the whole card (unknown without a size)
-        vllm_bytes = vllm_gpu_memory_utilization * (gpu_memory_gb or 0) * GB
+    # colocate: vLLM takes its share of the whole card (unknown without a size)
+    vllm_bytes = vllm_gpu_memory_utilization * (gpu_memory_gb or 0) * GB if use_vllm else None
 
-    def estimate(micro: int, ckpt: bool, lora: bool = lora) -> MemoryEstimate:
+    def estimate(micro: int, checkpointing: bool, rank: int | None) -> MemoryEstimate:
         return estimate_memory(
             shape, micro, completions, grpo["max_completion_length"], prompt_tokens,
-            ckpt, bf16, grpo["beta"], lora, fp16=fp16, lora_rank=lora_rank,
-            vllm_bytes=vllm_bytes,
+            checkpointing, bf16 or fp16, grpo["beta"], rank, vllm_bytes,
         )  # fmt: skip
 
-    micro, advice = grpo["per_device_train_batch_size"], ""
+    micro, checkpointing = grpo["per_device_train_batch_size"], bool(grpo["gradient_checkpointing"])
+    rank = lora_rank if lora else None
     user_set_batch = {"per_device_train_batch_size", "gradient_accumulation_steps"} & set(overrides)
+    advice = ""
     if gpu_memory_gb is not None and not user_set_batch:
+        if "gradient_checkpointing" in overrides:
+            tries = [(checkpointing, 1)]
+        else:
+            tries = [(False, generations), (True, 1)]
+        candidates = [
+            (m, c, r)
+            for r in ([rank] if lora else [None, lora_rank])
+            for c, smallest in tries
+            for m in range(completions, smallest - 1, -1)
+            if completions % m == 0
+        ]
         budget = gpu_memory_gb * GB * HEADROOM
-        explicit = "gradient_checkpointing" in overrides
-        fitted = fit_micro_batch(
-            estimate, completions, generations, budget, checkpointing, explicit
-        )
-        if fitted is None and not lora:
-            plan = make_plan(
-                profile, overrides, gpu_memory_gb, bf16=bf16, fp16=fp16, lora=True,
-                lora_rank=lora_rank, use_vllm=use_vllm,
-                vllm_gpu_memory_utilization=vllm_gpu_memory_utilization, train_rows=rows,
-                shape=shape, processes=processes,
-            )  # fmt: skip
-            advice = (
-                f"A full fine-tune does not fit {gpu_memory_gb:g} GB even with a micro-batch of 1:"
-                " this plan adds --lora (adapters only: no optimizer state for the base weights"
-                " and no separate reference model)."
-            )
-            return replace(plan, advice=advice) if plan.fits else plan
+        fitted = next((c for c in candidates if estimate(*c).total <= budget), None)
         if fitted is None:
+            rank = lora_rank
             advice = f"Does not fit {gpu_memory_gb:g} GB even with LoRA: use a larger GPU."
         else:
-            micro, checkpointing = fitted
-    memory = estimate(micro, checkpointing)
-    accumulation = completions // micro
-    steps, steps_note = _steps(grpo, rows, completions * processes // generations)
-    disk = estimate_disk(
-        shape,
-        steps,
-        grpo.get("save_steps", 500),
-        grpo.get("save_total_limit", DEFAULT_SAVE_TOTAL_LIMIT),
-        lora,
-        lora_rank,
-    )
+            micro, checkpointing, rank = fitted
+            if rank is not None and not lora:
+                advice = (
+                    f"A full fine-tune does not fit {gpu_memory_gb:g} GB even with a "
+                    "micro-batch of 1: this plan adds --lora (adapters only: no optimizer "
+                    "state for the base weights and no separate reference model)."
+                )
+    prompts = completions * processes // generations
+    if grpo.get("max_steps", -1) > 0:
+        steps, steps_note = grpo["max_steps"], "max_steps"
+    else:
+        epochs = grpo.get("num_train_epochs", 1)
+        steps = int(rows // prompts * epochs)
+        steps_note = f"{rows:,} prompts / {prompts} per step x {epochs:g} epoch(s)"
+    saving = grpo.get("save_steps", 500), grpo.get("save_total_limit")
     flags = []
     if gpu_memory_gb is not None or user_set_batch:
         flags += ["--per-device-train-batch-size", str(micro)]
-        flags += ["--gradient-accumulation-steps", str(accumulation)]
+        flags += ["--gradient-accumulation-steps", str(completions // micro)]
     if checkpointing != bool(profile.grpo["gradient_checkpointing"]):
         flags += ["--gradient-checkpointing", "true" if checkpointing else "false"]
     if fp16:
         flags.append("--fp16")
-    if lora:
+    if rank is not None:
         flags.append("--lora")
-        if lora_rank != DEFAULT_LORA_RANK:
-            flags += ["--lora-r", str(lora_rank)]
+        if rank != DEFAULT_LORA_RANK:
+            flags += ["--lora-r", str(rank)]
     if use_vllm:
         flags.append("--use-vllm")
-    speed = "toy" if profile.dataset == "toy" else ("bf16" if bf16 else "fp16" if fp16 else "fp32")
+    speed = "toy" if toy else ("bf16" if bf16 else "fp16" if fp16 else "fp32")
     return Plan(
         profile=profile.name,
         shape=shape,
@@ -699,59 +551,46 @@ def make_plan(
         steps_note=steps_note,
         num_generations=generations,
         micro_batch=micro,
-        accumulation=accumulation,
+        accumulation=completions // micro,
+        processes=processes,
         gradient_checkpointing=checkpointing,
         bf16=bf16,
-        lora=lora,
+        fp16=fp16,
+        lora_rank=rank,
+        use_vllm=use_vllm,
         prompt_tokens=prompt_tokens,
         completion_tokens=grpo["max_completion_length"],
-        memory=memory,
-        disk=disk,
+        memory=estimate(micro, checkpointing, rank),
+        disk=estimate_disk(shape, steps, *saving, rank),
         gpu_memory_gb=gpu_memory_gb,
         seconds_per_step=SECONDS_PER_STEP[speed],
         seconds_source=SECONDS_PER_STEP_SOURCE[speed],
         flags=tuple(flags),
         advice=advice,
-        fp16=fp16,
-        lora_rank=lora_rank,
-        use_vllm=use_vllm,
-        vllm_gpu_memory_utilization=vllm_gpu_memory_utilization,
-        processes=processes,
     )
 
 
-@dataclass(frozen=True)
-class Card:
-    """A GPU class the README's table covers."""
-
-    examples: str
-    memory_gb: int
-
-    @property
-    def bf16(self) -> bool:
-        return has_bf16(memory_gb=self.memory_gb)
-
-
+# The GPU classes of the README's table: (examples, memory in GB).
 CARDS = (
-    Card("T4 (Colab free), V100-16GB", 16),
-    Card("L4, A10G, RTX 3090/4090", 24),
-    Card("A100-40GB, A6000 (48 GB)", 40),
-    Card("A100-80GB, H100", 80),
+    ("T4 (Colab free), V100-16GB", 16),
+    ("L4, A10G, RTX 3090/4090", 24),
+    ("A100-40GB, A6000 (48 GB)", 40),
+    ("A100-80GB, H100", 80),
 )
 
 
-def card_plans(profiles: tuple[Profile, ...]) -> Iterator[tuple[Card, Plan, Plan]]:
-    """(card, plan, the same with --use-vllm) for every card class, precision and profile:
-    bf16 autocast where the card has it, else fp32 and the opt-in fp16 autocast."""
-    for card in CARDS:
-        for fp16 in (False,) if card.bf16 else (False, True):
+def card_plans(profiles: tuple[Profile, ...]) -> Iterator[tuple[str, int, Plan, Plan]]:
+    """(examples, GB, plan, the same with --use-vllm) for every card class, precision and
+    profile: bf16 autocast where the card has it, else fp32 and the opt-in fp16 autocast."""
+    for examples, gb in CARDS:
+        bf16 = has_bf16(memory_gb=gb)
+        for fp16 in (False,) if bf16 else (False, True):
             for profile in profiles:
-                kwargs = dict(bf16=card.bf16, fp16=fp16)
-                yield (
-                    card,
-                    make_plan(profile, gpu_memory_gb=card.memory_gb, **kwargs),
-                    make_plan(profile, gpu_memory_gb=card.memory_gb, use_vllm=True, **kwargs),
+                plans = (
+                    make_plan(profile, gpu_memory_gb=gb, bf16=bf16, fp16=fp16, use_vllm=vllm)
+                    for vllm in (False, True)
                 )
+                yield examples, gb, *plans
 
 
 def _vllm_cell(plan: Plan, vllm: Plan) -> str:
@@ -774,14 +613,13 @@ def card_table(profiles: tuple[Profile, ...]) -> str:
         "|---:|---|---|---|---|---|---:|---:|---|---|"
     )
     rows = [
-        f"| {card.memory_gb} GB | {card.examples} | {plan.precision} | {plan.profile} "
+        f"| {gb} GB | {examples} | {plan.precision} | {plan.profile} "
         f"| {plan.micro_batch} x {plan.accumulation} "
         f"| {'on' if plan.gradient_checkpointing else 'off'} "
         f"| {plan.memory.total / GB:.1f} GB | {plan.hours:.1f} h ({plan.steps:,} steps) "
         f"| {_vllm_cell(plan, vllm)} | `{plan.command()}` |"
-        for card, plan, vllm in card_plans(profiles)
+        for examples, gb, plan, vllm in card_plans(profiles)
     ]
-    disk = make_plan(profiles[0]).disk
     notes = (
         "\n\nEstimates from `grpo.plan` (model shape x batch layout), not measurements. "
         "Memory: fp32 master weights always; 16-bit autocast keeps "
@@ -791,7 +629,7 @@ def card_table(profiles: tuple[Profile, ...]) -> str:
         f"on a T4 ({SECONDS_PER_STEP_SOURCE['fp32']}); fp16 on a T4 unmeasured, planned at the "
         f"same figure; {SECONDS_PER_STEP['bf16']:g} s on any bf16 card (an assumption: run "
         "`python -m benchmarks.bench_gpu_real` for your card's figure). "
-        f"Disk ({profiles[0].name}): {disk.note}."
+        f"Disk ({profiles[0].name}): {make_plan(profiles[0]).disk.note}."
     )
     return "\n".join([header, *rows]) + notes
 
@@ -805,37 +643,17 @@ def has_bf16(compute_capability: float | None = None, memory_gb: float | None = 
     without it) is taken for its class in the card table: above 16 GB bf16, 16 GB (T4) not.
     """
     if compute_capability is not None:
-        return compute_capability >= BF16_COMPUTE_CAPABILITY
-    return memory_gb is not None and memory_gb > BF16_ABOVE_GB
-
-
-def parse_nvidia_smi(answer: str) -> tuple[float, bool]:
-    """(memory in GB, has bf16) of the first GPU in nvidia-smi's CSV answer ("MiB, capability").
-
-    ValueError, in one line, for an answer no GPU gives (a missing field, "[N/A]", zero,
-    negative, not finite, or beyond any card made): planning from it would be planning blind.
-    """
-    lines = answer.strip().splitlines()
-    fields = lines[0].split(",") if lines else []
-    try:
-        memory_mib, capability = (float(value) for value in fields)
-    except ValueError:
-        message = f"nvidia-smi answered {answer.strip()[:80]!r}, not 'MiB, capability'"
-        raise ValueError(message) from None
-    memory_gb = memory_mib * 2**20 / GB
-    if not (math.isfinite(memory_gb) and 0 < memory_gb <= MAX_GPU_MEMORY_GB):
-        raise ValueError(f"nvidia-smi reports {memory_mib:g} MiB of GPU memory, not a card's size")
-    if not (math.isfinite(capability) and 1 <= capability < MAX_COMPUTE_CAPABILITY):
-        raise ValueError(f"nvidia-smi reports compute capability {capability:g}, not a GPU's")
-    return memory_gb, has_bf16(capability)
+        return compute_capability >= 8.0
+    return memory_gb is not None and memory_gb > 16
 
 
 def visible_gpu() -> tuple[float, bool] | None:
     """(memory in GB, has bf16) of the first visible NVIDIA GPU, from nvidia-smi (no torch).
 
     None when there is no GPU, no nvidia-smi, nvidia-smi fails (no driver), or
-    CUDA_VISIBLE_DEVICES hides every GPU; ValueError when it answers nonsense (see
-    `parse_nvidia_smi`).
+    CUDA_VISIBLE_DEVICES hides every GPU. ValueError, in one line, for an answer no GPU
+    gives (a missing field, "[N/A]", zero, not finite, beyond any card made): planning from
+    it would be planning blind.
     """
     if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
         return None
@@ -846,4 +664,17 @@ def visible_gpu() -> tuple[float, bool] | None:
         answer = subprocess.run(query, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return parse_nvidia_smi(answer.stdout) if answer.returncode == 0 else None
+    if answer.returncode != 0:
+        return None
+    lines = answer.stdout.strip().splitlines()
+    try:
+        memory_mib, capability = (float(value) for value in lines[0].split(","))
+    except (ValueError, IndexError):
+        message = f"nvidia-smi answered {answer.stdout.strip()[:80]!r}, not 'MiB, capability'"
+        raise ValueError(message) from None
+    memory_gb = memory_mib * 2**20 / GB
+    if not (math.isfinite(memory_gb) and 0 < memory_gb <= MAX_GPU_MEMORY_GB):
+        raise ValueError(f"nvidia-smi reports {memory_mib:g} MiB of GPU memory, not a card's size")
+    if not (math.isfinite(capability) and 1 <= capability < MAX_COMPUTE_CAPABILITY):
+        raise ValueError(f"nvidia-smi reports compute capability {capability:g}, not a GPU's")
+    return memory_gb, has_bf16(capability)

@@ -33,9 +33,12 @@ STANDIN_BODY = dict(
 )
 
 
-def _build(source: Path, folder: Path, body: dict, seed: int) -> Path:
-    """Tokenizer and generation config copied from `source`, a random Qwen2 of config + body."""
-    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+def build_standin(
+    folder: Path, source: Path = QWEN_FILES_DIR, body: dict = STANDIN_BODY, seed: int = 0
+) -> Path:
+    """A random Qwen2 of `source`'s config.json with `body` replacing its shape, saved in
+    `folder` with `source`'s tokenizer and generation_config.json."""
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
     AutoTokenizer.from_pretrained(source).save_pretrained(folder)
@@ -43,18 +46,11 @@ def _build(source: Path, folder: Path, body: dict, seed: int) -> Path:
     config = {k: v for k, v in config.items() if not k.startswith(("_", "transformers_"))}
     config.update(body, torch_dtype="float32")
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(Qwen2Config(**config))
-    model.generation_config = GenerationConfig.from_pretrained(source)
-    model.save_pretrained(folder)
+    Qwen2ForCausalLM(Qwen2Config(**config)).save_pretrained(folder)
     shutil.copy(source / "generation_config.json", folder / "generation_config.json")
     return folder
 
 
-def build_standin(folder: Path, source: Path = QWEN_FILES_DIR, seed: int = 0) -> Path:
-    """Qwen2.5-0.5B-Instruct with its body shrunk (see the module doc), saved in `folder`."""
-    return _build(source, folder, STANDIN_BODY, seed)
-
-
-def build_full_shape(folder: Path, source: Path = QWEN_FILES_DIR, seed: int = 0) -> Path:
+def build_full_shape(folder: Path, source: Path = QWEN_FILES_DIR) -> Path:
     """Qwen2.5-0.5B-Instruct's exact shape with random weights, saved in `folder` (2 GB)."""
-    return _build(source, folder, {}, seed)
+    return build_standin(folder, source, body={})

@@ -166,9 +166,6 @@ def overlap(eval_questions: Iterable[str], training_questions: Iterable[str]) ->
     )
 
 
-SOURCE = "toy task (offline_demo)"
-
-
 def as_dataset(problems: list[ToyProblem]) -> Dataset:
     """The same columns as `data.load_gsm8k`: question, answer, prompt. The description
     names the source, as GSM8K's does, for metrics.json (grpo.run_record.data_source)."""
@@ -180,7 +177,7 @@ def as_dataset(problems: list[ToyProblem]) -> Dataset:
             "answer": [p.answer for p in problems],
             "prompt": [build_prompt(p.question) for p in problems],
         },
-        info=DatasetInfo(description=SOURCE),
+        info=DatasetInfo(description="toy task (offline_demo)"),
     )
 
 

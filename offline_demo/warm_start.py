@@ -163,10 +163,9 @@ def supervised_pass(base: Path, stage: Stage, output_dir: Path, seed: int) -> No
     (output_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; not worth shipping
 
 
-def train_warm_start(output_dir: Path, recipe: Recipe | None = None) -> None:
-    """Both supervised passes of `recipe` (default: RECIPE; about 3 minutes on a 2-core
-    CPU), then `recipe.json`."""
-    recipe = recipe or RECIPE
+def train_warm_start(output_dir: Path) -> None:
+    """Both supervised passes of RECIPE (about 3 minutes on a 2-core CPU), then `recipe.json`."""
+    recipe = RECIPE
     solver_dir = output_dir / "solver"
     print("[warm start] 1/2: learning to solve the toy task (careful solutions) ...")
     supervised_pass(tiny_random_path(), recipe.solve, solver_dir, recipe.seed)

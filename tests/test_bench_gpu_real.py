@@ -142,11 +142,17 @@ def test_a_card_size_no_gpu_has_is_refused(value, capsys):
 
 
 def test_step_watch_counts_non_finite_steps_and_skipped_optimiser_steps(monkeypatch):
-    """On a GPU each step's clock waits for the GPU at both ends (injected here)."""
-    synchronized = []
-    monkeypatch.setattr(bench_gpu_real.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(bench_gpu_real.torch.cuda, "synchronize", lambda: synchronized.append(1))
+    """On a GPU each step's clock waits for the GPU at both ends, and the memory peaks start
+    again with each variant's training (the GPU injected here)."""
+    synchronized, calls = [], []
+    cuda = bench_gpu_real.torch.cuda
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "synchronize", lambda: synchronized.append(1))
+    monkeypatch.setattr(cuda, "empty_cache", lambda: calls.append("empty_cache"))
+    monkeypatch.setattr(cuda, "reset_peak_memory_stats", lambda: calls.append("reset"))
     watch = bench_gpu_real.StepWatch()
+    watch.on_train_begin(None, None, None)
+    assert calls == ["empty_cache", "reset"]
     steps = [(1, 0.5, False), (2, math.nan, True), (3, "inf", False), (4, None, False)]
     for step, loss, skipped in steps:
         state = SimpleNamespace(global_step=step)
@@ -180,7 +186,7 @@ def test_the_report_reads_the_cards_name_memory_and_peaks(monkeypatch):
     )
     rows = rows_of(
         bench_gpu_real.report("fp16", "Qwen2.5", config, watch, [(2.0, 100), (1.0, 3000)],
-                              int(planned.checkpoint_bytes), shape)
+                              int(planned.disk.checkpoint), shape)
     )  # fmt: skip
     assert rows["device"] == "Tesla T4 (cuda:0), 16.1 GB"
     assert rows["peak memory (measured)"] == "6.00 GB allocated (7.00 GB reserved)"

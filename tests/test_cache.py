@@ -1,5 +1,7 @@
-"""Tests for offline_demo/cache.py: a rebuild either completes or leaves the previous folder alone
-(build_once is tested in test_models.py)."""
+"""Tests for offline_demo/cache.py: a build or rebuild either completes or leaves the previous
+state alone."""
+
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +77,49 @@ def test_an_unwritable_cache_is_a_user_error_naming_the_setting(monkeypatch, env
 
     with pytest.raises(cache.CacheUnwritable, match=f"set {cache.CACHE_ENV_VAR} to a folder"):
         cache.build_once(cache.cache_root() / "model", write("a.txt", "built"))
+
+
+def test_build_once_builds_once_and_then_reuses(tmp_path):
+    calls = []
+
+    def build(folder: Path) -> None:
+        calls.append(folder)
+        (folder / "weights.bin").write_text("built")
+
+    target = tmp_path / "nested" / "model"
+    assert cache.build_once(target, build) == target
+    assert cache.build_once(target, build) == target
+    assert len(calls) == 1
+    assert calls[0] != target  # built elsewhere, then moved into place
+    assert (target / "weights.bin").read_text() == "built"
+    assert list(target.parent.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("error", [ValueError("boom"), FileNotFoundError("missing file")])
+def test_failed_build_leaves_no_target_and_no_temp_folder(tmp_path, error):
+    def build(folder: Path) -> None:
+        (folder / "half-written.bin").write_text("partial")
+        raise error
+
+    target = tmp_path / "model"
+    with pytest.raises(type(error), match=str(error)):
+        cache.build_once(target, build)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+    # The next run rebuilds instead of loading broken files.
+    cache.build_once(target, lambda folder: (folder / "ok").write_text("ok"))
+    assert (target / "ok").read_text() == "ok"
+
+
+def test_build_once_keeps_the_result_of_a_concurrent_builder(tmp_path):
+    target = tmp_path / "model"
+
+    def build(folder: Path) -> None:
+        (folder / "file").write_text("mine")
+        target.mkdir()  # another process finished first
+        (target / "file").write_text("theirs")
+
+    assert cache.build_once(target, build) == target
+    assert (target / "file").read_text() == "theirs"
+    assert list(tmp_path.iterdir()) == [target]

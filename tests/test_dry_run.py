@@ -101,7 +101,7 @@ def test_dry_run_shows_the_plan_and_disk_of_a_run_this_machine_refuses(tmp_path,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )  # fmt: skip
     assert result.returncode == 2
-    assert "one checkpoint 5.94 GB" in result.stdout and "= 17.82 GB" in result.stdout
+    assert "one checkpoint 5.94 GB" in result.stdout and "peak 17.8 GB" in result.stdout
     assert "--allow-cpu" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
 

@@ -204,10 +204,9 @@ def test_tiny_template_ids_match_the_ids_built_by_hand(tiny_tokenizer, conversat
 # ---------------------------------------------------------------------------------------------
 
 
-def test_real_tokenizer_special_token_ids(real_tokenizer):
-    assert real_tokenizer.convert_tokens_to_ids(tiny_model.IM_START) == 151644
-    assert real_tokenizer.convert_tokens_to_ids(tiny_model.IM_END) == 151645
-    assert real_tokenizer.convert_tokens_to_ids(tiny_model.ENDOFTEXT) == 151643
+def test_real_tokenizer_pads_and_stops_like_the_tiny_one(real_tokenizer):
+    """The tiny model's special tokens are Qwen's own: the same pad and the same stop."""
+    assert all(token in real_tokenizer.all_special_tokens for token in SPECIAL_TOKENS)
     assert real_tokenizer.pad_token == tiny_model.ENDOFTEXT
     assert real_tokenizer.eos_token == tiny_model.IM_END
 
@@ -244,54 +243,8 @@ def test_tiny_and_real_templates_agree_on_the_seed_example(tiny_tokenizer, real_
 
 
 # ---------------------------------------------------------------------------------------------
-# build_once and the tiny model cache
+# The tiny model cache
 # ---------------------------------------------------------------------------------------------
-
-
-def test_build_once_builds_once_and_then_reuses(tmp_path):
-    calls = []
-
-    def build(folder: Path) -> None:
-        calls.append(folder)
-        (folder / "weights.bin").write_text("built")
-
-    target = tmp_path / "nested" / "model"
-    assert cache.build_once(target, build) == target
-    assert cache.build_once(target, build) == target
-    assert len(calls) == 1
-    assert calls[0] != target  # built elsewhere, then moved into place
-    assert (target / "weights.bin").read_text() == "built"
-    assert list(target.parent.iterdir()) == [target]
-
-
-@pytest.mark.parametrize("error", [ValueError("boom"), FileNotFoundError("missing file")])
-def test_failed_build_leaves_no_target_and_no_temp_folder(tmp_path, error):
-    def build(folder: Path) -> None:
-        (folder / "half-written.bin").write_text("partial")
-        raise error
-
-    target = tmp_path / "model"
-    with pytest.raises(type(error), match=str(error)):
-        cache.build_once(target, build)
-    assert not target.exists()
-    assert list(tmp_path.iterdir()) == []
-
-    # The next run rebuilds instead of loading broken files.
-    cache.build_once(target, lambda folder: (folder / "ok").write_text("ok"))
-    assert (target / "ok").read_text() == "ok"
-
-
-def test_build_once_keeps_the_result_of_a_concurrent_builder(tmp_path):
-    target = tmp_path / "model"
-
-    def build(folder: Path) -> None:
-        (folder / "file").write_text("mine")
-        target.mkdir()  # another process finished first
-        (target / "file").write_text("theirs")
-
-    assert cache.build_once(target, build) == target
-    assert (target / "file").read_text() == "theirs"
-    assert list(tmp_path.iterdir()) == [target]
 
 
 def test_tiny_random_path_builds_on_first_use_only(tmp_path, monkeypatch):
@@ -497,8 +450,8 @@ def test_mps_request_without_mps_falls_back_to_cpu(capsys):
 
 
 @no_cuda_only
-def test_inference_dtype_on_cpu_is_float32():
-    assert models.inference_dtype(torch.device("cpu")) == torch.float32
+def test_evaluation_dtype_on_cpu_is_float32():
+    assert models.load_dtype(torch.device("cpu")) == torch.float32
 
 
 def test_training_loads_keep_float32_weights_even_where_bf16_is_supported(
@@ -509,7 +462,7 @@ def test_training_loads_keep_float32_weights_even_where_bf16_is_supported(
     monkeypatch.setattr(models, "gpu_supports_bf16", lambda: True)
     cuda = torch.device("cuda")
     assert models.load_dtype(cuda, for_training=True) == torch.float32
-    assert models.load_dtype(cuda, for_training=False) == torch.bfloat16
+    assert models.load_dtype(cuda) == torch.bfloat16
 
     model, _, _ = models.load_policy("tiny-random", device="cpu", for_training=True)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
