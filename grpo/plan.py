@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from grpo.profiles import Profile
+from grpo.profiles import LORA, Profile
 from offline_demo.tiny_model import TINY_BODY, TINY_VOCAB_SIZE
 
 GB = 1e9  # decimal gigabytes, as GPU vendors count them
@@ -121,7 +121,7 @@ LOGIT_TILE_TOKENS, LOGIT_TILE_VOCAB = 4096, 32_768
 AUTOCAST_BYTES_PER_VALUE = 66_368 / 26_896
 CUDA_OVERHEAD_GB = 1.0  # assumed: CUDA context, cuBLAS workspace, allocator slack
 HEADROOM = 0.85  # a plan fits when its estimate stays under 85% of the card
-DEFAULT_LORA_RANK = 16  # `--lora`'s rank unless --lora-r says otherwise
+DEFAULT_LORA_RANK = LORA.run_flags["lora_r"]  # `--lora`'s rank (configs/learner_lora.yaml)
 # vLLM's share of the card in colocate mode: TRL 1.16's vllm_gpu_memory_utilization default.
 DEFAULT_VLLM_UTILIZATION = 0.3
 # Beyond any card made (the largest in 2026 hold under 300 GB; compute capabilities are

@@ -130,12 +130,12 @@ def test_too_small_a_card_proposes_lora():
 
 
 def test_the_lora_rank_reaches_the_memory_the_text_and_the_flags():
-    """`--lora --lora-r 64` used to be planned and printed as r=16."""
-    planned = make_plan(REAL, lora=True, lora_rank=64)
-    assert planned.memory.grads == 4 * plan.lora_parameters(QWEN2_5_0_5B, 64)
-    assert planned.memory.grads == 4 * make_plan(REAL, lora=True).memory.grads
-    assert "LoRA r=64" in planned.render()
-    assert planned.flags[-2:] == ("--lora-r", "64")
+    """`--lora --lora-r 16` used to be planned and printed as the default rank."""
+    planned = make_plan(REAL, lora=True, lora_rank=16)
+    assert planned.memory.grads == 4 * plan.lora_parameters(QWEN2_5_0_5B, 16)
+    assert 4 * planned.memory.grads == make_plan(REAL, lora=True).memory.grads  # rank 64
+    assert "LoRA r=16" in planned.render()
+    assert planned.flags[-2:] == ("--lora-r", "16")
 
 
 def test_explicit_batch_flags_are_checked_not_replaced():
@@ -267,6 +267,14 @@ def test_every_card_table_row_fits_its_card_and_its_command_plans_the_same_run()
             card_gb, bf16=planned.bf16, fp16="--fp16" in planned.flags,
         )  # fmt: skip
         assert again.memory.total == planned.memory.total and again.fits
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/scaling.md"])
+def test_the_documents_card_tables_are_the_planners(document):
+    """The tables are pasted from card_table: a change of the planner (LoRA's rank, say)
+    must reach them."""
+    text = (Path(__file__).resolve().parents[1] / document).read_text()
+    assert card_rows(text) == card_rows(plan.card_table((REAL, LEARNER)))
 
 
 def test_the_t4_has_an_fp16_row_and_vllm_does_not_fit_its_full_fine_tune():
