@@ -48,7 +48,7 @@ from grpo.cli import (
     range_problem,
     usage_error,
 )
-from grpo.model_names import EMBEDDED_MODELS, looks_like_path, requested_name
+from grpo.model_names import ADAPTER_CONFIG, EMBEDDED_MODELS, looks_like_path, requested_name
 from grpo.plan import (
     DEFAULT_VLLM_UTILIZATION,
     QWEN2_5_0_5B,
@@ -286,6 +286,11 @@ def parse(argv: list[str], prog: str, description: str = "") -> tuple[RunArgumen
         name = requested_name(args.model)
         if looks_like_path(name) and not Path(name).expanduser().is_dir():
             raise ConfigError(f"--model: no model folder at {name}")
+        if looks_like_path(name) and (Path(name).expanduser() / ADAPTER_CONFIG).is_file():
+            raise ConfigError(
+                f"--model: {name} holds a LoRA adapter, not a model: train from its base model "
+                f"(named in its {ADAPTER_CONFIG}), or measure it with evaluate_model.py --model"
+            )
         model, recipe, why = choose_model_and_profile(name, named, hardware)
         recipe = typed_grpo(recipe, prog)
         run = resolve(args, fields, model, recipe, why, hardware)

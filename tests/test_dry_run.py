@@ -466,3 +466,11 @@ def test_a_toy_run_records_no_gsm8k_source(tmp_path, no_gpu, monkeypatch):
     """A GSM8K_DIR the toy task never reads must not make --resume refuse a toy run."""
     monkeypatch.setenv("GSM8K_DIR", str(tmp_path))
     assert resolve(tmp_path / "run", "--model", "tiny").settings()["data"] is None
+
+
+def test_an_adapter_folder_is_no_model_to_train(tmp_path, no_gpu, capsys):
+    adapter = tmp_path / "lora" / "final"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": "tiny"}')
+    err = refusal(capsys, tmp_path / "run", "--model", str(adapter))
+    assert "holds a LoRA adapter" in err and len(err.strip().splitlines()) == 1

@@ -209,13 +209,17 @@ def test_an_evaluation_folder_is_never_taken_over_by_training(tmp_path, tiny_cac
     assert digests(tmp_path) == before
 
 
-def test_a_stray_rank_does_not_skip_the_lock_and_run_json(tmp_path, tiny_cache, monkeypatch):
+def test_a_stray_rank_is_refused_before_the_folder_is_claimed(tmp_path, monkeypatch):
+    """RANK=1 without a launch once made the run skip its lock and run.json, as if it were
+    a helper process of a launch; it is now refused, like every stray launcher variable."""
     monkeypatch.setenv("RANK", "1")
     monkeypatch.delenv("WORLD_SIZE", raising=False)
 
-    train_grpo.main([*COMMAND, "--output-dir", str(tmp_path), "--skip-eval"])
+    with pytest.raises(SystemExit) as caught:
+        train_grpo.main([*COMMAND, "--output-dir", str(tmp_path / "run"), "--skip-eval"])
 
-    assert run_json(tmp_path)["status"] == "complete"
+    assert caught.value.code == 2
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_world_size_that_is_no_number_is_one_line(tmp_path, monkeypatch):
