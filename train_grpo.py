@@ -205,24 +205,33 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def wall_time_recorder(run_dir: RunDir):
+def wall_time_recorder(run_dir: RunDir, settings: dict):
     """A Trainer callback that keeps run.json's wall time current at every log, so the time
-    of an attempt that gets killed still counts after --resume."""
+    of an attempt that gets killed still counts after --resume, and marks each checkpoint
+    with the training settings of the run that saved it (checked by --resume)."""
     from transformers import TrainerCallback
 
     class RecordWallTime(TrainerCallback):
         def on_log(self, args, state, control, **kwargs):
             run_dir.update(wall_time_s=run_dir.wall_time_s(), global_step=state.global_step)
 
+        def on_save(self, args, state, control, **kwargs):  # which run saved the checkpoint
+            from grpo import artifacts
+
+            folder = Path(args.output_dir) / f"{checkpoints.PREFIX}{state.global_step}"
+            artifacts.write_json(folder / checkpoints.SETTINGS_FILE, settings)
+
     return RecordWallTime()
 
 
 def checkpoint_match(config: RunConfig) -> dict:
     """What a checkpoint must share with this run to be resumed (one copied in from a run
-    with other settings is skipped): its kind (LoRA or full) and its planned steps."""
+    with other settings is skipped): its kind (LoRA or full), its planned steps and the
+    training settings its run saved beside it."""
     max_steps = config.grpo.get("max_steps", -1)
     expected = {"max_steps": max_steps} if max_steps > 0 else {}
-    return {"lora": config.lora is not None, "expected": expected}
+    settings = config.training_settings()
+    return {"lora": config.lora is not None, "expected": expected, "settings": settings}
 
 
 def resume_point(config: RunConfig, resume: bool) -> Path | None:
@@ -249,7 +258,7 @@ def build_trainer(config: RunConfig, model_path: Path, train_set, run_dir: RunDi
     )
     if run_dir:
         run_dir.update(grpo_config=grpo_config.to_dict())
-        trainer.add_callback(wall_time_recorder(run_dir))
+        trainer.add_callback(wall_time_recorder(run_dir, config.training_settings()))
     return trainer
 
 

@@ -46,6 +46,9 @@ MODEL_WEIGHTS, ADAPTER_WEIGHTS = "model.safetensors", "adapter_model.safetensors
 WEIGHT_FILES = (MODEL_WEIGHTS, ADAPTER_WEIGHTS)
 SHARD_INDEX = "model.safetensors.index.json"
 STATE_FILE = "trainer_state.json"
+# Written by train_grpo.py beside each checkpoint: the training settings of the run that
+# saved it, so that a checkpoint copied in from another run is not resumed silently.
+SETTINGS_FILE = "run_settings.json"
 # What the Trainer's resume reads besides the model: not part of a saved model (final/).
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", STATE_FILE, "global_step*")
 # The keys the Trainer reads from each file it loads (torch.load of a dict).
@@ -147,6 +150,30 @@ def _state_problem(checkpoint: Path, expected: Mapping[str, object]) -> str | No
     return None
 
 
+def _settings_problem(checkpoint: Path, settings: Mapping[str, object] | None) -> str | None:
+    """Why the run that saved `checkpoint` is not this one, or None. A checkpoint without
+    the file (saved before it existed) is judged by trainer_state.json alone."""
+    path = checkpoint / SETTINGS_FILE
+    if settings is None or not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return f"{SETTINGS_FILE} is unreadable"
+    if not isinstance(saved, dict):
+        return f"{SETTINGS_FILE} is not a mapping"
+    here = json.loads(json.dumps(settings))
+    theirs = {**saved, **saved["grpo"]} if isinstance(saved.get("grpo"), dict) else saved
+    other = [
+        f"{key} {theirs.get(key)!r}, here {value!r}"
+        for key, value in {**here, **here.get("grpo", {})}.items()
+        if key != "grpo" and theirs.get(key) != value
+    ]
+    if other:
+        return f"it was saved by a run with other settings ({'; '.join(other[:3])})"
+    return None
+
+
 def _config_problem(checkpoint: Path) -> str | None:
     """A config.json that is there must be a JSON object (the Trainer reads it on resume)."""
     try:
@@ -163,12 +190,15 @@ def problem(
     load: bool = False,
     lora: bool | None = None,
     expected: Mapping[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
 ) -> str | None:
     """Why `checkpoint` cannot be resumed from, or None if it is complete; `lora` (when
     known) says whether the run trains an adapter, `expected` holds trainer_state.json
-    values the run must share (a checkpoint copied in from another run). Never raises."""
+    values and `settings` the training settings the run must share (a checkpoint copied in
+    from another run). Never raises."""
     found = (
         _state_problem(checkpoint, expected or {})
+        or _settings_problem(checkpoint, settings)
         or _config_problem(checkpoint)
         or _weights_problem(checkpoint, thorough=load, lora=lora)
     )
@@ -189,10 +219,11 @@ def newest_complete(
     report: Callable[[str], None] | None = None,
     lora: bool | None = None,
     expected: Mapping[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
 ) -> Path | None:
     """The newest complete checkpoint in `folder`; each newer one skipped is reported."""
     for checkpoint in steps(folder):
-        why = problem(checkpoint, load, lora, expected)
+        why = problem(checkpoint, load, lora, expected, settings)
         if why is None:
             return checkpoint
         if report:
@@ -206,6 +237,7 @@ def resume_point(
     report: Callable[[str], None] | None = None,
     lora: bool | None = None,
     expected: Mapping[str, object] | None = None,
+    settings: Mapping[str, object] | None = None,
 ) -> Path:
     """The checkpoint `--resume` continues from; NoCheckpoint naming every checkpoint
     skipped and why, or saying that none was saved."""
@@ -216,7 +248,7 @@ def resume_point(
         if report:
             report(line)
 
-    found = newest_complete(folder, load, note, lora, expected)
+    found = newest_complete(folder, load, note, lora, expected, settings)
     if found is not None:
         return found
     if not skipped:

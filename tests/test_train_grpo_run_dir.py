@@ -96,6 +96,27 @@ def test_resume_after_losing_the_newest_weights_uses_the_previous_checkpoint(
     assert (checkpoints / "checkpoint-2" / "model.safetensors").is_file()  # saved anew
 
 
+def test_a_checkpoint_copied_in_from_a_run_with_other_settings_is_skipped(
+    copy_of_finished_run, capsys
+):
+    """Each checkpoint records the settings of the run that saved it: a checkpoint of a run
+    at another learning rate, copied over checkpoint-2, used to be resumed silently."""
+    newest = copy_of_finished_run / "checkpoints" / "checkpoint-2"
+    saved = json.loads((newest / "run_settings.json").read_text())
+    assert saved["grpo"]["max_steps"] == 2  # written by the run itself
+    saved["grpo"]["learning_rate"] = 1e-3
+    (newest / "run_settings.json").write_text(json.dumps(saved))
+    mark_interrupted(copy_of_finished_run)
+
+    metrics = train_grpo.main([*COMMAND, "--output-dir", str(copy_of_finished_run), "--resume"])
+
+    out = capsys.readouterr().out
+    assert "Skipping checkpoint-2: it was saved by a run with other settings" in out
+    assert "learning_rate 0.001" in out
+    assert "Resuming from" in out and out.count("checkpoint-1\n") >= 1
+    assert metrics["steps"] == 2
+
+
 def test_wall_time_adds_up_over_a_resume(copy_of_finished_run):
     (copy_of_finished_run / "checkpoints" / "checkpoint-2").rename(
         copy_of_finished_run / "checkpoints" / "checkpoint-2-gone"
