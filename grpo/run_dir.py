@@ -89,6 +89,21 @@ def is_main_process() -> bool:
         raise UserError(f"RANK={text!r} is not a process number: unset it") from None
 
 
+def check_launch_resume(folder: Path) -> None:
+    """UserError for --resume under a multi-process launch of a folder whose --overwrite was
+    cut short: the main process would start afresh (and delete the checkpoints) while the
+    others, which claim nothing, resumed from them. Every process reads the same run.json,
+    since the main one refuses before writing it."""
+    if launch_world_size() == 1:
+        return
+    record = read_record(folder)
+    if record and record.get("status") == REPLACING:
+        raise UserError(
+            f"--resume: an --overwrite of the run in {folder} was cut short, so nothing is left "
+            "to resume; a multi-process launch must finish it with --overwrite instead"
+        )
+
+
 class UnreadableRecord(UserError):
     """A run.json that is there but is no run's record (hand-edited, garbage)."""
 

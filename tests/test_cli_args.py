@@ -325,3 +325,12 @@ def test_only_the_known_deprecation_notices_are_hidden():
             warnings.warn(text, FutureWarning, stacklevel=1)
 
     assert [str(w.message) for w in caught] == ["something else is deprecated"]
+
+
+def test_an_endpoint_that_is_no_url_is_refused_before_the_parser_imports_trl(monkeypatch, capsys):
+    """huggingface_hub parses HF_ENDPOINT when TRL imports it: `--help-grpo` with
+    `http://[::1` was a traceback, now the environment check's one line comes first."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://[::1")
+    with pytest.raises(SystemExit, match=r"HF_ENDPOINT='http://\[::1' is not a URL"):
+        train_grpo.main(["--help-grpo"])
+    assert "usage" not in capsys.readouterr().out
