@@ -28,7 +28,7 @@ from pathlib import Path
 import data
 import netcheck
 from grpo import checkpoints
-from grpo.cli import UserError, environment_problem, run_main, usage_error
+from grpo.cli import UserError, refuse_environment_problem, run_main, usage_error
 from grpo.plan import VLLM_REQUIREMENT
 from grpo.run_config import CHECKPOINTS, RunConfig, parse
 from grpo.run_dir import RunDir, check_launch_resume, is_main_process
@@ -50,13 +50,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, RunCo
     if config.refusal and not args.dry_run:
         usage_error(PROG, config.refusal)
     return args, config
-
-
-def refuse_environment_problem() -> None:
-    """UserError for a setting outside the command line that breaks imports (grpo.cli)."""
-    problem = environment_problem()
-    if problem:
-        raise UserError(problem)
 
 
 def check_environment(config: RunConfig) -> None:
