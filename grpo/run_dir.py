@@ -18,7 +18,8 @@ The rules (docs/command_lines.md states them for the user):
   looks like a temp file;
 * before removing anything, `--overwrite` marks run.json "replacing": an interruption or a
   file that cannot be deleted leaves that mark, never a "complete" over a half-cleared
-  folder, and `--overwrite` (or `--resume`, which then starts afresh) finishes the job;
+  folder, and `--overwrite` (or `--resume`, which then starts afresh; not under a
+  multi-process launch, see check_launch_resume) finishes the job;
 * `--resume` removes nothing up front, and resuming a complete run changes nothing.
 
 Standard library, `filelock` and `safetensors` only: the checks run before the command lines
