@@ -27,10 +27,10 @@ from data import SPLITS
 from grpo.cli import (
     Parser,
     UserError,
-    environment_problem,
     output_folder,
     positive_int,
     random_seed,
+    refuse_environment_problem,
     run_main,
     usage_error,
 )
@@ -118,9 +118,7 @@ def summary_line(result) -> str:
 
 def check_environment(args: argparse.Namespace) -> None:
     """The settings outside the command line, checked before anything loads."""
-    problem = environment_problem()
-    if problem:
-        raise UserError(problem)
+    refuse_environment_problem()
     if args.dataset == "gsm8k":
         data.chosen_source()
         data.check_local_dir()
@@ -210,6 +208,7 @@ def evaluate_to(args: argparse.Namespace, run_dir: RunDir, model, dataset, loade
 
 
 def main(argv: list[str] | None = None) -> dict | None:
+    run_main(PROG, refuse_environment_problem)  # before the imports that read HF_ENDPOINT
     args = parse_args(argv)
     problem = argument_problem(args)
     if problem:

@@ -27,10 +27,10 @@ from pathlib import Path
 import data
 import netcheck
 from grpo import checkpoints
-from grpo.cli import UserError, environment_problem, run_main, usage_error
+from grpo.cli import UserError, refuse_environment_problem, run_main, usage_error
 from grpo.plan import VLLM_REQUIREMENT
 from grpo.run_config import CHECKPOINTS, RunArguments, RunConfig, parse
-from grpo.run_dir import RunDir, is_main_process
+from grpo.run_dir import RunDir, check_launch_resume, is_main_process
 
 PROG = "train_grpo.py"
 BEFORE_METRICS = "evaluation_before.json"
@@ -53,9 +53,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunArguments, RunConfig]:
 
 def check_environment(config: RunConfig) -> None:
     """The settings that live outside the command line, checked before anything loads."""
-    problem = environment_problem()
-    if problem:
-        raise UserError(problem)
+    refuse_environment_problem()
     if config.real_data:  # the learner and real profiles never fall back to the excerpt
         data.check_full_gsm8k_available()  # GSM8K_DIR's files included
     else:
@@ -376,6 +374,8 @@ def run(args: RunArguments, config: RunConfig) -> dict:
         inputs=model_inputs(config.model),
     )
     main_process = is_main_process()
+    if args.resume:  # every process of a launch must agree on what --resume continues
+        check_launch_resume(args.folder)
     if main_process:  # refuse a folder we will not get before torch loads
         # False for --resume of an --overwrite cut short: the claim finishes it, afresh
         args.resume = RunDir.preflight(args.folder, **claim)
@@ -402,6 +402,8 @@ def run(args: RunArguments, config: RunConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    # before the parser, which imports TRL: huggingface_hub reads HF_ENDPOINT at import
+    run_main(PROG, refuse_environment_problem)
     args, config = parse_args(argv)
     if args.dry_run:  # nothing loaded, nothing written
         print(config.render())

@@ -205,6 +205,14 @@ def environment_problem() -> str | None:
     return None
 
 
+def refuse_environment_problem() -> None:
+    """UserError for environment_problem(): both commands call it first, before their
+    parsers import huggingface_hub, which fails on a malformed HF_ENDPOINT with a traceback."""
+    problem = environment_problem()
+    if problem:
+        raise UserError(problem)
+
+
 def debug_requested(flag: bool) -> bool:
     return flag or env_flag(DEBUG_ENV_VAR)
 

@@ -42,7 +42,6 @@ from grpo.cli import (
     MAX_SEED,
     ConfigError,
     UserError,
-    environment_problem,
     output_folder,
     quiet_known_warnings,
     range_problem,
@@ -254,9 +253,6 @@ def parse(argv: list[str], prog: str, description: str = "") -> tuple[RunArgumen
         allow_abbrev=False,
     )
     try:
-        problem = environment_problem()  # before TRL: importing GRPOConfig reads HF_ENDPOINT
-        if problem:
-            raise ConfigError(problem)
         config, argv = _pop_config(list(argv))
         given, _ = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
         if given.help_grpo:

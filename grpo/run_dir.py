@@ -18,7 +18,8 @@ The rules (docs/command_lines.md states them for the user):
   looks like a temp file;
 * before removing anything, `--overwrite` marks run.json "replacing": an interruption or a
   file that cannot be deleted leaves that mark, never a "complete" over a half-cleared
-  folder, and `--overwrite` (or `--resume`, which then starts afresh) finishes the job;
+  folder, and `--overwrite` (or `--resume`, which then starts afresh; not under a
+  multi-process launch, see check_launch_resume) finishes the job;
 * `--resume` removes nothing up front, and resuming a complete run changes nothing.
 
 Standard library, `filelock` and `safetensors` only: the checks run before the command lines
@@ -87,6 +88,21 @@ def is_main_process() -> bool:
         return int(text) == 0
     except ValueError:
         raise UserError(f"RANK={text!r} is not a process number: unset it") from None
+
+
+def check_launch_resume(folder: Path) -> None:
+    """UserError for --resume under a multi-process launch of a folder whose --overwrite was
+    cut short: the main process would start afresh (and delete the checkpoints) while the
+    others, which claim nothing, resumed from them. Every process reads the same run.json,
+    since the main one refuses before writing it."""
+    if launch_world_size() == 1:
+        return
+    record = read_record(folder)
+    if record and record.get("status") == REPLACING:
+        raise UserError(
+            f"--resume: an --overwrite of the run in {folder} was cut short, so nothing is left "
+            "to resume; a multi-process launch must finish it with --overwrite instead"
+        )
 
 
 class UnreadableRecord(UserError):

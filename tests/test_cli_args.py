@@ -330,10 +330,10 @@ def test_only_the_known_deprecation_notices_are_hidden():
     assert [str(w.message) for w in caught] == ["something else is deprecated"]
 
 
-@pytest.mark.parametrize("args", [["--help-grpo"], ["--max-steps", "3", "--dry-run"]])
-def test_an_endpoint_that_is_no_url_is_one_line_before_trl_reads_it(tmp_path, monkeypatch, args):
-    """Importing TRL's GRPOConfig parses HF_ENDPOINT: `http://[::1` used to be a traceback."""
+def test_an_endpoint_that_is_no_url_is_refused_before_the_parser_imports_trl(monkeypatch, capsys):
+    """huggingface_hub parses HF_ENDPOINT when TRL imports it: `--help-grpo` with
+    `http://[::1` was a traceback, now the environment check's one line comes first."""
     monkeypatch.setenv("HF_ENDPOINT", "http://[::1")
-    with pytest.raises(SystemExit) as caught:
-        train_grpo.parse_args(["--output-dir", str(tmp_path / "run"), *args])
-    assert caught.value.code == cli.EXIT_USAGE
+    with pytest.raises(SystemExit, match=r"HF_ENDPOINT='http://\[::1' is not a URL"):
+        train_grpo.main(["--help-grpo"])
+    assert "usage" not in capsys.readouterr().out

@@ -403,3 +403,10 @@ def test_a_limit_beyond_the_split_says_what_was_evaluated(tmp_path, monkeypatch,
 
     assert "--limit 5,000: the gsm8k train split holds 3 questions here" in capsys.readouterr().out
     assert metrics["num_examples"] == 3
+
+
+def test_an_endpoint_that_is_no_url_is_one_line_before_anything_imports(monkeypatch):
+    """huggingface_hub fails on HF_ENDPOINT='http://[::1' at import: the check comes first."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://[::1")
+    with pytest.raises(SystemExit, match=r"HF_ENDPOINT='http://\[::1' is not a URL"):
+        evaluate_model.main(["--model", "tiny", "--dataset", "toy", "--limit", "2"])

@@ -572,3 +572,19 @@ def test_a_resume_refusal_names_the_changed_setting_not_its_whole_group(tmp_path
 
     with pytest.raises(UserError, match=r"\(grpo.max_steps: 3 there, 4 here\)"):
         RunDir.preflight(tmp_path, OUTPUTS, other, resume=True)
+
+
+def test_a_launch_refuses_to_resume_a_replacement_cut_short_on_every_rank(tmp_path, monkeypatch):
+    """Rank 0 would start afresh (deleting the checkpoints) while the other ranks, which
+    claim nothing, resumed from them: every rank reads the same "replacing" and refuses."""
+    folder = finished_run(tmp_path / "run")
+    run_dir.check_launch_resume(folder)  # one process: nothing to agree on
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run_dir.check_launch_resume(folder)  # a complete run: --resume says so itself
+    replaced = {**record(folder), "status": run_dir.REPLACING}
+    (folder / run_dir.RUN_FILE).write_text(json.dumps(replaced))
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(UserError, match="cut short.*--overwrite instead"):
+            run_dir.check_launch_resume(folder)
+    assert (folder / "final" / "model.safetensors").exists()
