@@ -117,8 +117,8 @@ def summary_line(result) -> str:
 
 
 def check_environment(args: argparse.Namespace) -> None:
-    """The settings outside the command line, checked before anything loads."""
-    refuse_environment_problem()
+    """The settings outside the command line, checked before anything loads (the endpoints
+    and the cache folder were checked first, in main)."""
     if args.dataset == "gsm8k":
         data.chosen_source()
         data.check_local_dir()

@@ -52,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunArguments, RunConfig]:
 
 
 def check_environment(config: RunConfig) -> None:
-    """The settings that live outside the command line, checked before anything loads."""
-    refuse_environment_problem()
+    """The settings that live outside the command line, checked before anything loads
+    (the endpoints and the cache folder were checked first, in main)."""
     if config.real_data:  # the learner and real profiles never fall back to the excerpt
         data.check_full_gsm8k_available()  # GSM8K_DIR's files included
     else:
@@ -203,13 +203,13 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def wall_time_recorder(run_dir: RunDir, settings: dict):
+def run_recorder(run_dir: RunDir, settings: dict):
     """A Trainer callback that keeps run.json's wall time current at every log, so the time
     of an attempt that gets killed still counts after --resume, and marks each checkpoint
     with the training settings of the run that saved it (checked by --resume)."""
     from transformers import TrainerCallback
 
-    class RecordWallTime(TrainerCallback):
+    class RecordRun(TrainerCallback):
         def on_log(self, args, state, control, **kwargs):
             run_dir.update(wall_time_s=run_dir.wall_time_s(), global_step=state.global_step)
 
@@ -219,7 +219,7 @@ def wall_time_recorder(run_dir: RunDir, settings: dict):
             folder = Path(args.output_dir) / f"{checkpoints.PREFIX}{state.global_step}"
             artifacts.write_json(folder / checkpoints.SETTINGS_FILE, settings)
 
-    return RecordWallTime()
+    return RecordRun()
 
 
 def checkpoint_match(config: RunConfig) -> dict:
@@ -256,7 +256,7 @@ def build_trainer(config: RunConfig, model_path: Path, train_set, run_dir: RunDi
     )
     if run_dir:
         run_dir.update(grpo_config=grpo_config.to_dict())
-        trainer.add_callback(wall_time_recorder(run_dir, config.training_settings()))
+        trainer.add_callback(run_recorder(run_dir, config.training_settings()))
     return trainer
 
 
@@ -375,7 +375,7 @@ def run(args: RunArguments, config: RunConfig) -> dict:
     )
     main_process = is_main_process()
     if args.resume:  # every process of a launch must agree on what --resume continues
-        check_launch_resume(args.folder)
+        check_launch_resume(args.folder, config.plan.processes)
     if main_process:  # refuse a folder we will not get before torch loads
         # False for --resume of an --overwrite cut short: the claim finishes it, afresh
         args.resume = RunDir.preflight(args.folder, **claim)

@@ -150,6 +150,20 @@ def _state_problem(checkpoint: Path, expected: Mapping[str, object]) -> str | No
     return None
 
 
+def differences(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """Each setting that differs, by its dotted name (`grpo.learning_rate`), not the whole
+    dictionary it sits in: for a checkpoint's run here, for run.json's in grpo.run_dir."""
+    before = before if isinstance(before, dict) else {}  # a hand-edited run.json
+    lines = []
+    for key in sorted(set(before) | set(now), key=str):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            lines.append(f"{prefix}{key}: {old!r} there, {new!r} here")
+    return lines
+
+
 def _settings_problem(checkpoint: Path, settings: Mapping[str, object] | None) -> str | None:
     """Why the run that saved `checkpoint` is not this one, or None. A checkpoint without
     the file (saved before it existed) is judged by trainer_state.json alone."""
@@ -160,15 +174,7 @@ def _settings_problem(checkpoint: Path, settings: Mapping[str, object] | None) -
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return f"{SETTINGS_FILE} is unreadable"
-    if not isinstance(saved, dict):
-        return f"{SETTINGS_FILE} is not a mapping"
-    here = json.loads(json.dumps(settings))
-    theirs = {**saved, **saved["grpo"]} if isinstance(saved.get("grpo"), dict) else saved
-    other = [
-        f"{key} {theirs.get(key)!r}, here {value!r}"
-        for key, value in {**here, **here.get("grpo", {})}.items()
-        if key != "grpo" and theirs.get(key) != value
-    ]
+    other = differences(saved, json.loads(json.dumps(settings)))
     if other:
         return f"it was saved by a run with other settings ({'; '.join(other[:3])})"
     return None

@@ -90,12 +90,12 @@ def is_main_process() -> bool:
         raise UserError(f"RANK={text!r} is not a process number: unset it") from None
 
 
-def check_launch_resume(folder: Path) -> None:
-    """UserError for --resume under a multi-process launch of a folder whose --overwrite was
-    cut short: the main process would start afresh (and delete the checkpoints) while the
-    others, which claim nothing, resumed from them. Every process reads the same run.json,
-    since the main one refuses before writing it."""
-    if launch_world_size() == 1:
+def check_launch_resume(folder: Path, processes: int) -> None:
+    """UserError for --resume under a multi-process launch (`processes`, WORLD_SIZE as
+    resolved) of a folder whose --overwrite was cut short: the main process would start
+    afresh (and delete the checkpoints) while the others, which claim nothing, resumed from
+    them. Every process reads the same run.json, since the main one refuses before writing it."""
+    if processes == 1:
         return
     record = read_record(folder)
     if record and record.get("status") == REPLACING:
@@ -189,20 +189,6 @@ def _in_use(folder: Path, record: dict | None) -> str:
         f"{folder} is in use by another run (pid {holder}); wait for it to finish "
         "or choose another --output-dir"
     )
-
-
-def _differences(before: dict, now: dict, prefix: str = "") -> list[str]:
-    """Each setting that differs, by its dotted name (`grpo.learning_rate`), not the whole
-    dictionary it sits in."""
-    before = before if isinstance(before, dict) else {}  # a hand-edited run.json
-    lines = []
-    for key in sorted(set(before) | set(now), key=str):
-        old, new = before.get(key), now.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            lines += _differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            lines.append(f"{prefix}{key}: {old!r} there, {new!r} here")
-    return lines
 
 
 def _remove(path: Path) -> None:
@@ -386,7 +372,7 @@ class _Claim:
             )
 
     def _check_same_run(self, previous: dict) -> None:
-        changed = _differences(previous.get("settings", {}), self.settings)
+        changed = checkpoints.differences(previous.get("settings", {}), self.settings)
         if changed:
             raise UserError(
                 f"--resume: the run in {self.folder} was started with other settings ("
@@ -506,7 +492,7 @@ class RunDir:
         if resume and before and before != resolved:
             raise UserError(
                 f"--resume: the run in {self.folder} used "
-                + "; ".join(_differences(before, resolved))
+                + "; ".join(checkpoints.differences(before, resolved))
                 + ": pass the same --model/--profile, or start afresh with --overwrite"
             )
         self.update(resolved=resolved)

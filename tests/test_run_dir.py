@@ -580,13 +580,12 @@ def test_a_launch_refuses_to_resume_a_replacement_cut_short_on_every_rank(tmp_pa
     """Rank 0 would start afresh (deleting the checkpoints) while the other ranks, which
     claim nothing, resumed from them: every rank reads the same "replacing" and refuses."""
     folder = finished_run(tmp_path / "run")
-    run_dir.check_launch_resume(folder)  # one process: nothing to agree on
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    run_dir.check_launch_resume(folder)  # a complete run: --resume says so itself
+    run_dir.check_launch_resume(folder, 1)  # one process: nothing to agree on
+    run_dir.check_launch_resume(folder, 2)  # a complete run: --resume says so itself
     replaced = {**record(folder), "status": run_dir.REPLACING}
     (folder / run_dir.RUN_FILE).write_text(json.dumps(replaced))
     for rank in ("0", "1"):
         monkeypatch.setenv("RANK", rank)
         with pytest.raises(UserError, match="cut short.*--overwrite instead"):
-            run_dir.check_launch_resume(folder)
+            run_dir.check_launch_resume(folder, 2)
     assert (folder / "final" / "model.safetensors").exists()

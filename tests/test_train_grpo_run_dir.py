@@ -112,7 +112,7 @@ def test_a_checkpoint_copied_in_from_a_run_with_other_settings_is_skipped(
 
     out = capsys.readouterr().out
     assert "Skipping checkpoint-2: it was saved by a run with other settings" in out
-    assert "learning_rate 0.001" in out
+    assert "grpo.learning_rate: 0.001 there, 0.0002 here" in out
     assert "Resuming from" in out and out.count("checkpoint-1\n") >= 1
     assert metrics["steps"] == 2
 
